@@ -1,0 +1,72 @@
+//! Settings of the activities, read once by the worker.
+
+use std::path::PathBuf;
+
+/// Everything the activities need to reach the systems they drive.
+#[derive(Clone, Debug)]
+pub struct ActivitiesConfig {
+    /// The control-plane store (PostgreSQL URL).
+    pub control_plane_url: String,
+    /// A PostgreSQL URL with the right to create databases and roles, for tenant storage.
+    pub storage_admin_url: String,
+    /// Host and port the tenant workloads use to reach their databases.
+    pub storage_host: String,
+    pub storage_port: u16,
+    /// The platform domain: tenants are served at `<slug>-<org>.<domain>`.
+    pub domain: String,
+    /// Port of the public HTTPS listener (443 in production; 8443 locally).
+    pub public_https_port: u16,
+    /// Port of the platform-only HTTP listener on loopback, which reaches a workload before
+    /// (and regardless of) public activation.
+    pub platform_http_port: u16,
+    /// Caddy's admin API, e.g. `http://127.0.0.1:2019`.
+    pub caddy_admin_url: String,
+    /// A short directory shared by the edge and the workloads on this host (unix socket
+    /// paths are limited to 107 bytes, so at most 30 bytes long).
+    pub runtime_dir: PathBuf,
+    /// The tenant service binary the local workload driver starts.
+    pub tenant_service_bin: PathBuf,
+    /// SMTP relay for the welcome emails.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// The From address of the welcome emails.
+    pub mail_from: String,
+    /// Where people manage the platform (linked from the emails).
+    pub console_url: String,
+    /// Secret from which per-tenant credentials (database password, invitation code) are
+    /// derived, so a retried allocation derives the same value and no secret ever enters
+    /// the workflow history. At least 32 bytes.
+    pub secret_key: Vec<u8>,
+    /// Test-only: the phase named here fails on every attempt. Inert unless set.
+    pub fail_phase: Option<String>,
+}
+
+/// Longest runtime directory that keeps every unix socket path within the kernel's limit.
+pub const MAX_RUNTIME_DIR_LEN: usize = 30;
+
+impl ActivitiesConfig {
+    /// The public URL of a tenant host.
+    pub fn public_url(&self, host: &str) -> String {
+        if self.public_https_port == 443 {
+            format!("https://{host}")
+        } else {
+            format!("https://{host}:{}", self.public_https_port)
+        }
+    }
+
+    /// Refuses settings that would derive invalid names or paths later.
+    pub fn check(&self) -> Result<(), String> {
+        tenant_domain::identity::check_domain(&self.domain)?;
+        let dir_len = self.runtime_dir.as_os_str().len();
+        if dir_len > MAX_RUNTIME_DIR_LEN {
+            return Err(format!(
+                "runtime dir {} is {dir_len} bytes; at most {MAX_RUNTIME_DIR_LEN} keep unix socket paths valid",
+                self.runtime_dir.display()
+            ));
+        }
+        if self.secret_key.len() < 32 {
+            return Err("secret key must be at least 32 bytes".into());
+        }
+        Ok(())
+    }
+}
