@@ -12,6 +12,7 @@ pub mod error;
 pub mod identity;
 pub mod secrets;
 pub mod storage;
+pub mod temporal;
 pub mod traffic;
 pub mod workload;
 

@@ -30,6 +30,11 @@ impl Purpose {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a value built from derived secrets (e.g. a connection URL with a password).
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

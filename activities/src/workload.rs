@@ -1,1 +1,548 @@
-//! placeholder
+//! The tenant's running service, driven on this host (the local single-host driver).
+//!
+//! Owns starting, adopting and stopping the `tenant-service` process of each tenant, and
+//! its pid file, socket and log under `RT/workloads/`. The service is started in its own
+//! session so it outlives a killed worker, and a second copy cannot run: the service holds
+//! an advisory lock in its database and exits with [`EXIT_LOCK_HELD`] when another copy has
+//! it. Readiness is judged through the platform listener, the same path the edge uses. Must
+//! never put the database URL on a command line, in a log line or in an error; recording
+//! the ledger and the audit feed is the caller's job.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tenant_domain::{Allocation, ResourceKind, TenantSpec};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::secrets::Secret;
+use crate::{ActivitiesConfig, StepError, StepResult};
+
+/// The service's exit code when another copy of the same tenant's service holds the lock.
+pub const EXIT_LOCK_HELD: i32 = 3;
+/// How long a started service may take to answer its readiness check.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stopping service gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// One readiness probe; with the poll interval it keeps heartbeats under 2 s apart.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// How much of the service's log an error quotes.
+const LOG_TAIL_BYTES: u64 = 2048;
+const LOG_TAIL_LINES: usize = 20;
+
+/// Starts, adopts and stops tenant services.
+pub struct Workloads {
+    cfg: Arc<ActivitiesConfig>,
+    http: reqwest::Client,
+}
+
+/// Where one tenant's service keeps its files.
+struct WorkloadPaths {
+    dir: PathBuf,
+    socket: PathBuf,
+    pid: PathBuf,
+    log: PathBuf,
+}
+
+/// A service process this attempt started.
+struct Started {
+    pid: i32,
+    /// Where this start's output begins in the log.
+    log_offset: u64,
+    exit: oneshot::Receiver<std::io::Result<ExitStatus>>,
+}
+
+impl Workloads {
+    pub fn new(cfg: Arc<ActivitiesConfig>) -> Self {
+        // Loopback only: a proxy from the environment must never see these requests.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client without TLS settings always builds");
+        Self { cfg, http }
+    }
+
+    /// Starts (or adopts) the tenant's service and waits until it answers its readiness check
+    /// through the platform listener.
+    #[tracing::instrument(name = "deploy_workload", skip_all, fields(tenant = %spec.tenant_id(), workload = %spec.names.workload))]
+    pub async fn deploy(
+        &self,
+        spec: &TenantSpec,
+        database_url: &Secret,
+        heartbeat: &(dyn Fn() + Send + Sync),
+    ) -> StepResult<Allocation> {
+        let paths = self.paths(spec);
+        std::fs::create_dir_all(&paths.dir)
+            .with_context(|| format!("creating the workloads directory {}", paths.dir.display()))?;
+        let allocation = |adopted| Allocation {
+            kind: ResourceKind::Workload,
+            name: spec.names.workload.clone(),
+            adopted,
+        };
+
+        heartbeat();
+        if self.is_ready(spec).await {
+            tracing::info!("tenant service already running and ready; adopted");
+            return Ok(allocation(true));
+        }
+
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut started: Option<Started> = None;
+        let mut log_offset: Option<u64> = None;
+        loop {
+            heartbeat();
+            if let Some(run) = started.as_mut() {
+                match run.exit.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => {}
+                    Ok(Ok(status)) if status.code() == Some(EXIT_LOCK_HELD) => {
+                        tracing::info!(pid = run.pid, "another copy of the service holds the lock; waiting for it");
+                        let exited = run.pid;
+                        started = None;
+                        self.repoint_pid_file(spec, &paths, exited);
+                    }
+                    outcome => {
+                        let pid = run.pid;
+                        let offset = run.log_offset;
+                        remove_pid_file_if(&paths.pid, pid);
+                        let how = match outcome {
+                            Ok(Ok(status)) => describe_exit(status),
+                            Ok(Err(e)) => format!("could not be waited for ({e})"),
+                            Err(_) => "was lost by its waiter".to_owned(),
+                        };
+                        return Err(StepError::Transient(anyhow!(
+                            "tenant service (pid {pid}) {how}; log tail: {}",
+                            log_tail(&paths.log, offset, database_url)
+                        )));
+                    }
+                }
+            } else if self.running_pids(spec).is_empty() {
+                let run = self.spawn(spec, database_url, &paths)?;
+                tracing::info!(pid = run.pid, "tenant service started");
+                log_offset = Some(run.log_offset);
+                started = Some(run);
+            }
+
+            if self.is_ready(spec).await {
+                // Adopted unless the copy now serving is the one this attempt started.
+                let adopted = started.is_none();
+                tracing::info!(adopted, "tenant service ready");
+                return Ok(allocation(adopted));
+            }
+            heartbeat();
+            if Instant::now() >= deadline {
+                return Err(StepError::Transient(anyhow!(
+                    "tenant service was not ready within {} s; log tail: {}",
+                    READY_TIMEOUT.as_secs(),
+                    log_tail(&paths.log, log_offset.unwrap_or(0), database_url)
+                )));
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Stops the tenant's service (SIGTERM, then SIGKILL after the grace period) and removes
+    /// its pid file and socket. Nothing running is not an error.
+    #[tracing::instrument(name = "release_workload", skip_all, fields(tenant = %spec.tenant_id(), workload = %spec.names.workload))]
+    pub async fn release(&self, spec: &TenantSpec) -> StepResult<()> {
+        let paths = self.paths(spec);
+        let pids = self.running_pids(spec);
+        signal_all(&pids, Signal::SIGTERM)?;
+        let mut left = self.wait_for_exit(spec, &pids, STOP_GRACE).await;
+        if !left.is_empty() {
+            tracing::warn!(pids = ?left, "tenant service ignored SIGTERM; killing it");
+            signal_all(&left, Signal::SIGKILL)?;
+            left = self.wait_for_exit(spec, &left, Duration::from_secs(5)).await;
+        }
+        if !left.is_empty() {
+            return Err(StepError::Transient(anyhow!("tenant service processes {left:?} survived SIGKILL")));
+        }
+        for path in [&paths.pid, &paths.socket] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {}", path.display())).into()),
+            }
+        }
+        tracing::info!(stopped = pids.len(), "tenant service released");
+        Ok(())
+    }
+
+    /// Pids of this tenant's running service processes: the pid file's process and any
+    /// process started with this tenant's `TENANT_ID`, zombies excluded.
+    pub fn running_pids(&self, spec: &TenantSpec) -> Vec<i32> {
+        let paths = self.paths(spec);
+        let needle = tenant_env_entry(spec);
+        let binary_name = self.binary_comm();
+        let mut pids = BTreeSet::new();
+
+        if let Some(pid) = read_pid_file(&paths.pid) {
+            let matches = match proc_environ(pid) {
+                Some(environ) => environ_has(&environ, &needle),
+                // Environment unreadable: fall back to the process name.
+                None => is_live(pid) && proc_comm(pid).as_deref() == Some(binary_name.as_str()),
+            };
+            if matches {
+                pids.insert(pid);
+            }
+        }
+
+        let own = std::process::id() as i32;
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if pid != own && proc_environ(pid).is_some_and(|env| environ_has(&env, &needle)) {
+                    pids.insert(pid);
+                }
+            }
+        }
+        pids.into_iter().collect()
+    }
+
+    /// GET `http://127.0.0.1:{platform_http_port}{path}` with the tenant's host name, through
+    /// the platform listener (which reaches the workload whether or not the public may).
+    pub async fn platform_get(&self, spec: &TenantSpec, path: &str) -> StepResult<reqwest::Response> {
+        let url = format!("http://127.0.0.1:{}{}", self.cfg.platform_http_port, path);
+        let response = self
+            .http
+            .get(url)
+            .header(reqwest::header::HOST, &spec.names.host)
+            .send()
+            .await?;
+        Ok(response)
+    }
+
+    /// True when the platform listener reaches a ready service that says it is this tenant's.
+    async fn is_ready(&self, spec: &TenantSpec) -> bool {
+        let url = format!("http://127.0.0.1:{}/healthz/ready", self.cfg.platform_http_port);
+        let probe = self
+            .http
+            .get(url)
+            .header(reqwest::header::HOST, &spec.names.host)
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await;
+        let response = match probe {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => r,
+            Ok(r) => {
+                tracing::debug!(status = %r.status(), "readiness probe not ready");
+                return false;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "readiness probe failed");
+                return false;
+            }
+        };
+        match response.json::<serde_json::Value>().await {
+            Ok(body) => readiness_names_tenant(&body, spec),
+            Err(_) => false,
+        }
+    }
+
+    fn spawn(&self, spec: &TenantSpec, database_url: &Secret, paths: &WorkloadPaths) -> StepResult<Started> {
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&paths.log)
+            .with_context(|| format!("opening the service log {}", paths.log.display()))?;
+        let log_offset = log.seek(SeekFrom::End(0)).context("reading the service log's length")?;
+        let stderr = log.try_clone().context("duplicating the service log handle")?;
+
+        let mut command = tokio::process::Command::new(&self.cfg.tenant_service_bin);
+        // A clean environment: the worker's own settings (control-plane URL, platform secret)
+        // must not leak into a tenant's process. The database URL travels only here, never in
+        // argv, which every local user can read.
+        command
+            .env_clear()
+            .env("TENANT_ID", spec.tenant_id().to_string())
+            .env("TENANT_HOST", &spec.names.host)
+            .env("TENANT_NAME", &spec.request.name)
+            .env("TENANT_ORG", &spec.request.org)
+            .env("TENANT_SLUG", &spec.request.slug)
+            .env("TENANT_SOCKET", &paths.socket)
+            .env("DATABASE_URL", database_url.expose())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .kill_on_drop(false);
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            command.env("RUST_LOG", filter);
+        }
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent. A session of
+        // its own keeps the service out of the worker's process group and terminal, so signals
+        // aimed at the worker (Ctrl-C, a hangup, a group kill) do not reach it.
+        unsafe {
+            command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+        }
+        let mut child = command.spawn().with_context(|| {
+            format!("starting the tenant service {}", self.cfg.tenant_service_bin.display())
+        })?;
+        let pid = child.id().context("the started service has no pid")? as i32;
+        write_pid_file(&paths.pid, pid)?;
+
+        // Reaps the child while this worker lives; after a worker crash init adopts it.
+        let (tx, exit) = oneshot::channel();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tx.send(status);
+        });
+        Ok(Started { pid, log_offset, exit })
+    }
+
+    /// After a start lost the lock race, points the pid file at the copy that won (or removes
+    /// it when that copy cannot be identified).
+    fn repoint_pid_file(&self, spec: &TenantSpec, paths: &WorkloadPaths, exited: i32) {
+        let others: Vec<i32> = self.running_pids(spec).into_iter().filter(|p| *p != exited).collect();
+        match others.as_slice() {
+            [winner] => {
+                if let Err(e) = write_pid_file(&paths.pid, *winner) {
+                    tracing::warn!(error = %e, "could not rewrite the pid file");
+                }
+            }
+            _ => remove_pid_file_if(&paths.pid, exited),
+        }
+    }
+
+    /// Waits until none of `pids` is a live service of this tenant; returns those still alive.
+    async fn wait_for_exit(&self, spec: &TenantSpec, pids: &[i32], limit: Duration) -> Vec<i32> {
+        let needle = tenant_env_entry(spec);
+        let deadline = Instant::now() + limit;
+        loop {
+            let left: Vec<i32> = pids
+                .iter()
+                .copied()
+                .filter(|pid| proc_environ(*pid).is_some_and(|env| environ_has(&env, &needle)))
+                .collect();
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn paths(&self, spec: &TenantSpec) -> WorkloadPaths {
+        let dir = self.cfg.runtime_dir.join("workloads");
+        let stem = spec.tenant_id().simple().to_string();
+        WorkloadPaths {
+            socket: dir.join(format!("{stem}.sock")),
+            pid: dir.join(format!("{stem}.pid")),
+            log: dir.join(format!("{stem}.log")),
+            dir,
+        }
+    }
+
+    /// The service binary's name as /proc/<pid>/comm shows it (at most 15 bytes).
+    fn binary_comm(&self) -> String {
+        let name = self
+            .cfg
+            .tenant_service_bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        name.chars().take(15).collect()
+    }
+}
+
+fn tenant_env_entry(spec: &TenantSpec) -> String {
+    format!("TENANT_ID={}", spec.tenant_id())
+}
+
+/// The readiness body must name this tenant: a route pointing at another tenant's socket must
+/// never count as this tenant being ready.
+fn readiness_names_tenant(body: &serde_json::Value, spec: &TenantSpec) -> bool {
+    body.get("tenant_id").and_then(|v| v.as_str()) == Some(spec.tenant_id().to_string().as_str())
+        && body.get("ready").and_then(|v| v.as_bool()) != Some(false)
+}
+
+fn signal_all(pids: &[i32], signal: Signal) -> StepResult<()> {
+    for &pid in pids {
+        match kill(Pid::from_raw(pid), signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => {
+                return Err(StepError::Transient(anyhow!("sending {signal} to tenant service pid {pid}: {e}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The process's initial environment; `None` when it is gone, a zombie, or unreadable.
+fn proc_environ(pid: i32) -> Option<Vec<u8>> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    // A zombie's environment reads empty.
+    (!environ.is_empty()).then_some(environ)
+}
+
+fn environ_has(environ: &[u8], entry: &str) -> bool {
+    environ.split(|b| *b == 0).any(|kv| kv == entry.as_bytes())
+}
+
+fn proc_comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim_end().to_owned())
+}
+
+/// Alive and not a zombie.
+fn is_live(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| process_state(&stat))
+        .is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+/// The state letter of a /proc/<pid>/stat line; the command name may contain spaces and
+/// parentheses, so the state is read after the last `)`.
+fn process_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn read_pid_file(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok().filter(|pid| *pid > 0)
+}
+
+/// Written beside and renamed, so a reader never sees a half-written pid.
+fn write_pid_file(path: &Path, pid: i32) -> StepResult<()> {
+    let staging = path.with_extension("pid.tmp");
+    std::fs::write(&staging, format!("{pid}\n")).with_context(|| format!("writing {}", staging.display()))?;
+    std::fs::rename(&staging, path).with_context(|| format!("renaming {}", staging.display()))?;
+    Ok(())
+}
+
+fn remove_pid_file_if(path: &Path, pid: i32) {
+    if read_pid_file(path) == Some(pid) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => format!("ended ({status})"),
+    }
+}
+
+/// The end of the service's log from `offset` on, with anything resembling a database URL or
+/// the tenant's credentials removed.
+fn log_tail(path: &Path, offset: u64, database_url: &Secret) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let start = offset.max(len.saturating_sub(LOG_TAIL_BYTES)).min(len);
+        let mut bytes = Vec::new();
+        if file.seek(SeekFrom::Start(start)).is_ok() && file.read_to_end(&mut bytes).is_ok() {
+            text = String::from_utf8_lossy(&bytes).into_owned();
+        }
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+    if tail.is_empty() {
+        return "(empty)".to_owned();
+    }
+    redact(&tail, database_url.expose())
+}
+
+/// Removes the URL, its password, and every `postgres://`/`postgresql://` URL from `text`.
+fn redact(text: &str, database_url: &str) -> String {
+    let mut out = text.to_owned();
+    let mut secrets = vec![database_url.to_owned()];
+    if let Some(password) = url_password(database_url) {
+        secrets.push(password.to_owned());
+    }
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(secret.as_str(), "[redacted]");
+    }
+    for scheme in ["postgresql://", "postgres://"] {
+        let mut redacted = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.find(scheme) {
+            redacted.push_str(&rest[..at]);
+            redacted.push_str(scheme);
+            redacted.push_str("[redacted]");
+            let after = &rest[at + scheme.len()..];
+            let end = after
+                .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+                .unwrap_or(after.len());
+            rest = &after[end..];
+        }
+        redacted.push_str(rest);
+        out = redacted;
+    }
+    out
+}
+
+/// The password of `scheme://user:password@host/...`.
+fn url_password(url: &str) -> Option<&str> {
+    let authority = url.split_once("://")?.1;
+    let userinfo = authority.rsplit_once('@')?.0;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_urls_and_passwords() {
+        let url = "postgres://t_ab:s3cretpw@127.0.0.1:5432/t_ab";
+        let text = format!(
+            "connecting to {url} failed\npassword s3cretpw rejected\nsee postgresql://x:y@h/d\"; done"
+        );
+        let out = redact(&text, url);
+        assert!(!out.contains("s3cretpw"), "{out}");
+        assert!(!out.contains("x:y@h"), "{out}");
+        assert!(out.contains("connecting to [redacted] failed"), "{out}");
+        assert!(out.contains("postgresql://[redacted]\"; done"), "{out}");
+    }
+
+    #[test]
+    fn url_password_is_found() {
+        assert_eq!(url_password("postgres://u:p@h:1/d"), Some("p"));
+        assert_eq!(url_password("postgres://u@h/d"), None);
+        assert_eq!(url_password("not a url"), None);
+    }
+
+    #[test]
+    fn environ_entries_match_exactly() {
+        let environ = b"PATH=/bin\0TENANT_ID=abc\0TENANT_IDX=abd\0";
+        assert!(environ_has(environ, "TENANT_ID=abc"));
+        assert!(!environ_has(environ, "TENANT_ID=ab"));
+        assert!(!environ_has(environ, "TENANT_ID=abd"));
+    }
+
+    #[test]
+    fn process_state_survives_odd_command_names() {
+        assert_eq!(process_state("42 (a) b) S 1 42"), Some('S'));
+        assert_eq!(process_state("7 (tenant-service) Z 1"), Some('Z'));
+        assert_eq!(process_state("garbage"), None);
+    }
+
+    #[test]
+    fn log_tail_reads_only_this_start_and_redacts() {
+        let dir = std::env::temp_dir().join(format!("tp-logtail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.log");
+        std::fs::write(&path, "old run line\n").unwrap();
+        let offset = std::fs::metadata(&path).unwrap().len();
+        let url = Secret::new("postgres://r:pw123@h:5432/d".into());
+        std::fs::write(&path, "old run line\nnew: using postgres://r:pw123@h:5432/d\nbye\n").unwrap();
+        let tail = log_tail(&path, offset, &url);
+        assert!(!tail.contains("old run"), "{tail}");
+        assert!(tail.contains("bye"), "{tail}");
+        assert!(!tail.contains("pw123"), "{tail}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

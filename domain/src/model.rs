@@ -213,6 +213,9 @@ pub type ProvisionInput = TenantSpec;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseInput {
     pub tenant: TenantSpec,
+    /// Which provisioning round of this run (1, then +1 per `retry`): keeps the audit
+    /// entries of a retried round apart from the first.
+    pub round: u32,
 }
 
 /// What an allocation made, as recorded in the ledger.
@@ -232,6 +235,7 @@ pub struct ReleaseInput {
     pub kind: ResourceKind,
     /// Why the release runs: `compensation` or `decommission`.
     pub reason: String,
+    pub round: u32,
 }
 
 /// Input of the activity that sends one welcome email.
@@ -239,6 +243,7 @@ pub struct ReleaseInput {
 pub struct EmailInput {
     pub tenant: TenantSpec,
     pub kind: EmailKind,
+    pub round: u32,
 }
 
 /// The outcome of one email; a refusal is an outcome, not an error.

@@ -1,10 +1,412 @@
 //! Who may act: organisations, principals, roles, API tokens and plans.
+//!
+//! A token is shown once, when it is issued, and only its SHA-256 is stored; nothing here
+//! may log, return or print a token except [`IssuedToken::expose`] at issue time.
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use uuid::Uuid;
 
 use crate::Store;
+
+/// Every token starts with this, so a leaked one is recognisable by secret scanners.
+pub const TOKEN_PREFIX: &str = "tp_";
+
+/// Someone who acts through the API or the CLI.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Principal {
+    pub id: Uuid,
+    pub name: String,
+    /// Platform operators may act in every organisation.
+    pub platform_operator: bool,
+}
+
+/// An organisation that owns tenants; `slug` is what paths and host names use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Organization {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A principal's role in one organisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "owner" => Self::Owner,
+            "admin" => Self::Admin,
+            "member" => Self::Member,
+            _ => return None,
+        })
+    }
+
+    /// Owners and admins may create tenants and act on them; members may only read.
+    pub fn may_manage_tenants(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A freshly issued API token. The value exists only here; `Debug` never shows it.
+pub struct IssuedToken {
+    pub id: Uuid,
+    pub principal_id: Uuid,
+    pub expires_at: Option<DateTime<Utc>>,
+    value: String,
+}
+
+impl IssuedToken {
+    /// The token itself, to be shown to its owner once.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("id", &self.id)
+            .field("principal_id", &self.principal_id)
+            .field("expires_at", &self.expires_at)
+            .field("value", &"..")
+            .finish()
+    }
+}
+
+/// Why an access change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("organisation {slug} already exists; bootstrap runs once per organisation")]
+    OrganizationExists { slug: String },
+    #[error("a principal named {name} already exists; choose another name")]
+    PrincipalExists { name: String },
+    #[error("organisation {slug} does not exist")]
+    OrganizationNotFound { slug: String },
+    #[error("principal {id} does not exist")]
+    PrincipalNotFound { id: Uuid },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
 
 impl Store {
     /// Names of the plans that exist.
     pub async fn plan_names(&self) -> sqlx::Result<Vec<String>> {
-        sqlx::query_scalar("SELECT name FROM plans ORDER BY name").fetch_all(&self.pool).await
+        sqlx::query_scalar("SELECT name FROM plans ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Creates an organisation. The caller validates the slug (the tenant rule applies).
+    pub async fn create_organization(
+        &self,
+        slug: &str,
+        name: &str,
+    ) -> Result<Organization, AccessError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_organization(&mut conn, slug, name).await
+    }
+
+    /// Creates a principal; names are unique because audit entries name the actor.
+    pub async fn create_principal(
+        &self,
+        name: &str,
+        platform_operator: bool,
+    ) -> Result<Principal, AccessError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_principal(&mut conn, name, platform_operator).await
+    }
+
+    /// Gives a principal a role in an organisation, replacing any role it had there.
+    pub async fn add_membership(
+        &self,
+        principal_id: Uuid,
+        org_slug: &str,
+        role: Role,
+    ) -> Result<(), AccessError> {
+        let mut conn = self.pool.acquire().await?;
+        upsert_membership(&mut conn, principal_id, org_slug, role).await
+    }
+
+    /// Issues a token for a principal; `expires_at` of `None` means it never expires.
+    pub async fn create_token(
+        &self,
+        principal_id: Uuid,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<IssuedToken, AccessError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_token(&mut conn, principal_id, name, expires_at).await
+    }
+
+    /// Revokes a token; true when it was live.
+    pub async fn revoke_token(&self, token_id: Uuid) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The principal a presented token belongs to; `None` for unknown, expired or revoked
+    /// tokens, which callers must not tell apart.
+    pub async fn authenticate(&self, token: &str) -> sqlx::Result<Option<Principal>> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        sqlx::query_as(
+            "SELECT p.id, p.name, p.platform_operator
+             FROM api_tokens t JOIN principals p ON p.id = t.principal_id
+             WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
+               AND (t.expires_at IS NULL OR t.expires_at > now())",
+        )
+        .bind(token_sha256(token))
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The principal's role in the organisation, if it has one.
+    pub async fn role_in(&self, principal_id: Uuid, org_slug: &str) -> sqlx::Result<Option<Role>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT m.role FROM memberships m JOIN organizations o ON o.id = m.org_id
+             WHERE m.principal_id = $1 AND o.slug = $2",
+        )
+        .bind(principal_id)
+        .bind(org_slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        // The schema's CHECK constraint admits only the three roles.
+        Ok(role.as_deref().and_then(Role::parse))
+    }
+
+    pub async fn organization(&self, slug: &str) -> sqlx::Result<Option<Organization>> {
+        sqlx::query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    /// Creates an organisation, its owner and the owner's first token, all or nothing.
+    /// Running it again for the same organisation is refused, never half-applied.
+    pub async fn bootstrap(
+        &self,
+        org_slug: &str,
+        org_name: &str,
+        owner_name: &str,
+    ) -> Result<(Principal, IssuedToken), AccessError> {
+        let mut tx = self.pool.begin().await?;
+        insert_organization(&mut tx, org_slug, org_name).await?;
+        let owner = insert_principal(&mut tx, owner_name, false).await?;
+        upsert_membership(&mut tx, owner.id, org_slug, Role::Owner).await?;
+        let token = insert_token(&mut tx, owner.id, "bootstrap", None).await?;
+        tx.commit().await?;
+        tracing::info!(
+            org = org_slug,
+            principal = owner_name,
+            "organisation bootstrapped"
+        );
+        Ok((owner, token))
+    }
+
+    /// Creates a platform operator and its first token, all or nothing.
+    pub async fn bootstrap_operator(
+        &self,
+        name: &str,
+    ) -> Result<(Principal, IssuedToken), AccessError> {
+        let mut tx = self.pool.begin().await?;
+        let operator = insert_principal(&mut tx, name, true).await?;
+        let token = insert_token(&mut tx, operator.id, "bootstrap", None).await?;
+        tx.commit().await?;
+        tracing::info!(principal = name, "platform operator created");
+        Ok((operator, token))
+    }
+}
+
+/// The stored form of a token.
+fn token_sha256(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_token_value() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+async fn insert_organization(
+    conn: &mut PgConnection,
+    slug: &str,
+    name: &str,
+) -> Result<Organization, AccessError> {
+    sqlx::query_as(
+        "INSERT INTO organizations (id, slug, name) VALUES ($1, $2, $3)
+         RETURNING id, slug, name, created_at",
+    )
+    .bind(Uuid::new_v4())
+    .bind(slug)
+    .bind(name)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            AccessError::OrganizationExists {
+                slug: slug.to_owned(),
+            }
+        } else {
+            e.into()
+        }
+    })
+}
+
+async fn insert_principal(
+    conn: &mut PgConnection,
+    name: &str,
+    platform_operator: bool,
+) -> Result<Principal, AccessError> {
+    sqlx::query_as(
+        "INSERT INTO principals (id, name, platform_operator) VALUES ($1, $2, $3)
+         RETURNING id, name, platform_operator",
+    )
+    .bind(Uuid::new_v4())
+    .bind(name)
+    .bind(platform_operator)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            AccessError::PrincipalExists {
+                name: name.to_owned(),
+            }
+        } else {
+            e.into()
+        }
+    })
+}
+
+async fn upsert_membership(
+    conn: &mut PgConnection,
+    principal_id: Uuid,
+    org_slug: &str,
+    role: Role,
+) -> Result<(), AccessError> {
+    let org_id: Option<Uuid> = sqlx::query_scalar("SELECT id FROM organizations WHERE slug = $1")
+        .bind(org_slug)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let org_id = org_id.ok_or_else(|| AccessError::OrganizationNotFound {
+        slug: org_slug.to_owned(),
+    })?;
+    sqlx::query(
+        "INSERT INTO memberships (principal_id, org_id, role) VALUES ($1, $2, $3)
+         ON CONFLICT (principal_id, org_id) DO UPDATE SET role = EXCLUDED.role",
+    )
+    .bind(principal_id)
+    .bind(org_id)
+    .bind(role.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            AccessError::PrincipalNotFound { id: principal_id }
+        }
+        _ => e.into(),
+    })?;
+    Ok(())
+}
+
+async fn insert_token(
+    conn: &mut PgConnection,
+    principal_id: Uuid,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<IssuedToken, AccessError> {
+    let value = new_token_value();
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO api_tokens (id, principal_id, name, token_sha256, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(principal_id)
+    .bind(name)
+    .bind(token_sha256(&value))
+    .bind(expires_at)
+    .execute(conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => AccessError::PrincipalNotFound { id: principal_id },
+        _ => e.into(),
+    })?;
+    Ok(IssuedToken {
+        id,
+        principal_id,
+        expires_at,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_prefixed_random_and_hashed() {
+        let a = new_token_value();
+        let b = new_token_value();
+        assert_ne!(a, b);
+        assert!(a.starts_with(TOKEN_PREFIX));
+        assert_eq!(a.len(), TOKEN_PREFIX.len() + 64);
+        assert_eq!(token_sha256(&a).len(), 32);
+        assert_eq!(token_sha256(&a), token_sha256(&a));
+    }
+
+    #[test]
+    fn issued_token_debug_hides_the_value() {
+        let token = IssuedToken {
+            id: Uuid::nil(),
+            principal_id: Uuid::nil(),
+            expires_at: None,
+            value: new_token_value(),
+        };
+        let shown = format!("{token:?}");
+        assert!(!shown.contains(token.expose()));
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in [Role::Owner, Role::Admin, Role::Member] {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert!(!Role::Member.may_manage_tenants());
     }
 }

@@ -1,1 +1,517 @@
-//! placeholder
+//! The `ProvisionTenant` workflow: one saga per tenant key, from request to `active`, and
+//! the tenant's lifecycle after that.
+//!
+//! Deterministic code only: no I/O, clock, randomness or tokio here — everything that
+//! touches the world is an activity of `tenant_activities::temporal`. The workflow keeps a
+//! compensation stack (each allocation is pushed *before* it runs, so a half-run step is
+//! undone too), unwinds it newest first on a cancellation token detached from the
+//! workflow's, and accepts lifecycle actions as updates (validated) or signals.
+
+use std::{collections::VecDeque, time::Duration};
+
+use temporalio_common::{
+    ActivityDefinition, RetryPolicy,
+    error::{ActivityExecutionError, IncomingError},
+    search_attributes::SearchAttributeKey,
+};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+use tenant_activities::temporal::{DEPLOY_HEARTBEAT_TIMEOUT, PERMANENT_ERROR_TYPES, TenantActivities};
+use tenant_domain::{
+    EmailInput, EmailKind, EmailOutcome, LifecycleAction, LifecycleRequest, Phase, PhaseFailure,
+    PhaseInput, RecordInput, ReleaseInput, ResourceKind, ResourceStatus, TenantSpec, TenantState,
+    TenantStatus, search_attributes as sa,
+};
+
+const ORG_KEY: SearchAttributeKey<String> = SearchAttributeKey::keyword(sa::ORG);
+const SLUG_KEY: SearchAttributeKey<String> = SearchAttributeKey::keyword(sa::SLUG);
+const STATE_KEY: SearchAttributeKey<String> = SearchAttributeKey::keyword(sa::STATE);
+const PHASE_KEY: SearchAttributeKey<String> = SearchAttributeKey::keyword(sa::PHASE);
+
+/// Why provisioning stopped before `active`.
+enum Interrupted {
+    /// A phase failed after its retries.
+    Failed(PhaseFailure),
+    /// The workflow was cancelled (e.g. from the Temporal CLI or Web UI).
+    Cancelled(PhaseFailure),
+    /// An operator asked to decommission while provisioning.
+    Decommission(LifecycleRequest),
+}
+
+#[workflow]
+pub struct ProvisionTenant {
+    spec: Option<TenantSpec>,
+    state: TenantState,
+    phase: Option<Phase>,
+    /// Provisioning rounds in this run: 1, then +1 per `retry`.
+    round: u32,
+    /// The compensation stack: every resource this run may hold, in allocation order.
+    resources: Vec<ResourceStatus>,
+    last_error: Option<PhaseFailure>,
+    emails: Vec<EmailOutcome>,
+    /// Accepted lifecycle actions not yet carried out.
+    pending: VecDeque<LifecycleRequest>,
+    /// Signals refused because of the tenant's state, to be written to the audit feed.
+    refused_signals: VecDeque<(LifecycleRequest, String)>,
+    /// Numbers workflow-level audit entries, so a retried write lands once.
+    event_seq: u32,
+}
+
+impl Default for ProvisionTenant {
+    fn default() -> Self {
+        Self {
+            spec: None,
+            state: TenantState::Provisioning,
+            phase: None,
+            round: 0,
+            resources: Vec::new(),
+            last_error: None,
+            emails: Vec::new(),
+            pending: VecDeque::new(),
+            refused_signals: VecDeque::new(),
+            event_seq: 0,
+        }
+    }
+}
+
+#[workflow_methods]
+impl ProvisionTenant {
+    #[run(name = "ProvisionTenant")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, spec: TenantSpec) -> WorkflowResult<TenantStatus> {
+        ctx.state_mut(|s| s.spec = Some(spec.clone()));
+        ctx.upsert_search_attributes([
+            ORG_KEY.value_set(spec.request.org.clone()),
+            SLUG_KEY.value_set(spec.request.slug.clone()),
+        ]);
+
+        loop {
+            let round = ctx.state_mut(|s| {
+                s.round += 1;
+                s.round
+            });
+            let actor = if round == 1 { spec.requested_by.clone() } else { "saga".to_owned() };
+            Self::transition(ctx, &spec, TenantState::Provisioning, None, "provisioning_started", format!("provisioning round {round} started"), &actor)
+                .await;
+
+            match Self::provision(ctx, &spec, round).await {
+                Ok(()) => {
+                    Self::transition(ctx, &spec, TenantState::Active, None, "state_changed", "tenant is active: public traffic is served".into(), "saga")
+                        .await;
+                    Self::send_welcome_emails(ctx, &spec, round).await;
+                }
+                Err(Interrupted::Decommission(request)) => {
+                    Self::decommission(ctx, &spec, round, &request.actor).await;
+                    return Ok(ctx.state(Self::snapshot));
+                }
+                Err(Interrupted::Failed(failure)) => {
+                    Self::unwind(ctx, &spec, round, failure).await;
+                }
+                Err(Interrupted::Cancelled(failure)) => {
+                    Self::unwind(ctx, &spec, round, failure).await;
+                    return Err(WorkflowTermination::cancelled());
+                }
+            }
+
+            // Stable state: wait for lifecycle actions until one asks for a new round.
+            loop {
+                let request = tokio_free_wait(ctx).await;
+                let Some(request) = request else {
+                    // Cancelled while stable: release everything, like a decommission.
+                    Self::decommission(ctx, &spec, round, "temporal-cancel").await;
+                    return Err(WorkflowTermination::cancelled());
+                };
+                match request.action {
+                    LifecycleAction::Suspend => {
+                        Self::lifecycle_step(ctx, &spec, round, TenantActivities::close_public_traffic, "close public traffic").await;
+                        Self::transition(ctx, &spec, TenantState::Suspended, None, "suspended", "tenant suspended: public traffic refused".into(), &request.actor)
+                            .await;
+                    }
+                    LifecycleAction::Resume => {
+                        Self::lifecycle_step(ctx, &spec, round, TenantActivities::open_public_traffic, "open public traffic").await;
+                        Self::transition(ctx, &spec, TenantState::Active, None, "resumed", "tenant resumed: public traffic served".into(), &request.actor)
+                            .await;
+                    }
+                    LifecycleAction::Decommission => {
+                        Self::decommission(ctx, &spec, round, &request.actor).await;
+                        return Ok(ctx.state(Self::snapshot));
+                    }
+                    LifecycleAction::Retry => {
+                        Self::record_event(ctx, &spec, "retry_requested", format!("retry requested by {}", request.actor), &request.actor).await;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tenant as the workflow sees it.
+    #[query]
+    pub fn status(&self, _ctx: &WorkflowContextView) -> TenantStatus {
+        self.snapshot()
+    }
+
+    #[update_validator(request_lifecycle)]
+    fn validate_lifecycle(
+        &self,
+        _ctx: &WorkflowContextView,
+        request: &LifecycleRequest,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.refusal(request).map_or(Ok(()), |why| Err(why.into()))
+    }
+
+    /// A lifecycle action with an answer: refused by the validator in the wrong state,
+    /// otherwise queued and carried out by the main loop.
+    #[update]
+    pub fn request_lifecycle(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: LifecycleRequest) -> String {
+        let answer = format!("{} accepted from state {}", request.action.as_str(), self.state);
+        self.pending.push_back(request);
+        answer
+    }
+
+    /// The same actions as a signal, for the Web UI and the Temporal CLI. A signal cannot be
+    /// refused, so one that does not fit the state is recorded in the audit feed and ignored.
+    #[signal(name = "lifecycle")]
+    pub fn lifecycle_signal(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: LifecycleRequest) {
+        match self.refusal(&request) {
+            None => self.pending.push_back(request),
+            Some(why) => self.refused_signals.push_back((request, why)),
+        }
+    }
+}
+
+/// Waits for the next lifecycle action; `None` when the workflow is cancelled.
+async fn tokio_free_wait(ctx: &mut WorkflowContext<ProvisionTenant>) -> Option<LifecycleRequest> {
+    loop {
+        if ctx.wait_condition(|s| !s.pending.is_empty() || !s.refused_signals.is_empty()).await.is_err() {
+            return None;
+        }
+        if let Some((request, why)) = ctx.state_mut(|s| s.refused_signals.pop_front()) {
+            let spec = ctx.state(|s| s.spec.clone()).expect("spec is set before any wait");
+            ProvisionTenant::record_event(ctx, &spec, "action_refused", format!("{} signal from {} ignored: {why}", request.action.as_str(), request.actor), &request.actor)
+                .await;
+            continue;
+        }
+        return ctx.state_mut(|s| s.pending.pop_front());
+    }
+}
+
+impl ProvisionTenant {
+    fn snapshot(&self) -> TenantStatus {
+        let spec = self.spec.as_ref();
+        TenantStatus {
+            tenant_id: spec.map(|s| s.names.tenant_id).unwrap_or_default(),
+            org: spec.map(|s| s.request.org.clone()).unwrap_or_default(),
+            slug: spec.map(|s| s.request.slug.clone()).unwrap_or_default(),
+            host: spec.map(|s| s.names.host.clone()).unwrap_or_default(),
+            incarnation: spec.map(|s| s.incarnation).unwrap_or_default(),
+            state: self.state,
+            phase: self.phase,
+            next_stable_state: self.state.next_stable(),
+            resources: self.resources.clone(),
+            last_error: self.last_error.clone(),
+            emails: self.emails.clone(),
+        }
+    }
+
+    /// Why `request` cannot run now, if it cannot. Actions queue one at a time.
+    fn refusal(&self, request: &LifecycleRequest) -> Option<String> {
+        if let Some(busy) = self.pending.front() {
+            return Some(format!("another action ({}) is in progress; try again when it completes", busy.action.as_str()));
+        }
+        request.action.refusal(self.state)
+    }
+
+    /// Allocate, deploy, verify readiness and open the route; `Err` says why it stopped.
+    async fn provision(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32) -> Result<(), Interrupted> {
+        Self::phase(ctx, spec, round, Phase::Validate, TenantActivities::validate, None).await?;
+        Self::phase(ctx, spec, round, Phase::AllocateStorage, TenantActivities::allocate_storage, Some(ResourceKind::Storage)).await?;
+        Self::phase(ctx, spec, round, Phase::AllocateIdentity, TenantActivities::allocate_identity, Some(ResourceKind::Identity)).await?;
+        Self::phase(ctx, spec, round, Phase::AllocateTraffic, TenantActivities::allocate_traffic, Some(ResourceKind::Traffic)).await?;
+        Self::phase(ctx, spec, round, Phase::Deploy, TenantActivities::deploy_workload, Some(ResourceKind::Workload)).await?;
+        Self::phase(ctx, spec, round, Phase::MarkActive, TenantActivities::mark_active, None).await?;
+        Ok(())
+    }
+
+    /// Runs one phase. When it allocates, its release is on the stack before it starts.
+    async fn phase<A>(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        round: u32,
+        phase: Phase,
+        activity: A,
+        allocates: Option<ResourceKind>,
+    ) -> Result<(), Interrupted>
+    where
+        A: ActivityDefinition<Input = PhaseInput>,
+    {
+        if let Some(request) = ctx.state_mut(|s| take_decommission(&mut s.pending)) {
+            return Err(Interrupted::Decommission(request));
+        }
+        if ctx.cancellation_token().is_cancelled() {
+            return Err(Interrupted::Cancelled(cancelled_failure(phase)));
+        }
+        ctx.state_mut(|s| {
+            s.phase = Some(phase);
+            if let Some(kind) = allocates {
+                if !s.resources.iter().any(|r| r.kind == kind) {
+                    s.resources.push(ResourceStatus { kind, name: resource_name(spec, kind), allocated: false });
+                }
+            }
+        });
+        ctx.upsert_search_attributes([PHASE_KEY.value_set(phase.as_str().to_owned())]);
+
+        let input = PhaseInput { tenant: spec.clone(), round };
+        let options = phase_options(phase, spec);
+        match ctx.execute_activity(activity, input, options).await {
+            Ok(_) => {
+                if let Some(kind) = allocates {
+                    ctx.state_mut(|s| mark(&mut s.resources, kind, true));
+                }
+                Ok(())
+            }
+            Err(err) => {
+                let failure = describe_failure(phase, &err);
+                if matches!(err, ActivityExecutionError::Cancelled(_)) || ctx.cancellation_token().is_cancelled() {
+                    Err(Interrupted::Cancelled(failure))
+                } else {
+                    Err(Interrupted::Failed(failure))
+                }
+            }
+        }
+    }
+
+    /// Compensates a failed round: `compensating` until every release succeeded, then `failed`.
+    async fn unwind(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, failure: PhaseFailure) {
+        ctx.state_mut(|s| s.last_error = Some(failure.clone()));
+        let message = format!("{} failed: {} ({}); releasing what was allocated", failure.phase, failure.message, failure.error_type);
+        Self::transition(ctx, spec, TenantState::Compensating, Some(failure.phase), "phase_failed", message, "saga").await;
+        Self::release_all(ctx, spec, round, "compensation").await;
+        let message = format!("provisioning failed in {}; everything allocated was released", failure.phase);
+        Self::transition(ctx, spec, TenantState::Failed, Some(failure.phase), "state_changed", message, "saga").await;
+    }
+
+    async fn decommission(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, actor: &str) {
+        Self::transition(ctx, spec, TenantState::Decommissioning, None, "decommission_started", format!("decommission requested by {actor}"), actor)
+            .await;
+        Self::release_all(ctx, spec, round, "decommission").await;
+        Self::transition(ctx, spec, TenantState::Decommissioned, None, "state_changed", "tenant decommissioned: everything released, slot freed".into(), actor)
+            .await;
+    }
+
+    /// Releases the stack newest first. Each release retries until it succeeds, so the
+    /// tenant stays visibly in `compensating`/`decommissioning` while one keeps failing.
+    async fn release_all(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, reason: &str) {
+        let stack: Vec<ResourceKind> = ctx.state(|s| s.resources.iter().rev().map(|r| r.kind).collect());
+        for kind in stack {
+            let input = ReleaseInput { tenant: spec.clone(), kind, reason: reason.to_owned(), round };
+            let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+                .retry_policy(forever())
+                .cancellation_token(WorkflowCancellationToken::new())
+                .summary(format!("release {kind} of {} ({reason})", spec.names.host))
+                .build();
+            // With an unlimited retry policy and a detached token this only returns Ok.
+            if ctx.execute_activity(TenantActivities::release_resource, input, options).await.is_ok() {
+                ctx.state_mut(|s| mark(&mut s.resources, kind, false));
+            }
+        }
+        ctx.state_mut(|s| s.resources.clear());
+    }
+
+    /// Best effort: a failed email is recorded, never fails or rolls back the tenant.
+    async fn send_welcome_emails(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32) {
+        ctx.state_mut(|s| s.phase = Some(Phase::WelcomeEmails));
+        for kind in EmailKind::ALL {
+            let input = EmailInput { tenant: spec.clone(), kind, round };
+            let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+                .retry_policy(
+                    RetryPolicy::builder()
+                        .initial_interval(Duration::from_secs(1))
+                        .backoff_coefficient(2.0)
+                        .maximum_attempts(4)
+                        .build(),
+                )
+                .summary(format!("send the {} email to the first admin of {}", kind.as_str(), spec.names.host))
+                .build();
+            let outcome = match ctx.execute_activity(TenantActivities::send_email, input, options).await {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    let failure = describe_failure(Phase::WelcomeEmails, &err);
+                    EmailOutcome { kind, delivered: false, message_id: String::new(), error: Some(failure.message) }
+                }
+            };
+            let message = match &outcome.error {
+                None => format!("{} email sent to the first admin", kind.as_str()),
+                Some(error) => format!("{} email not delivered: {error}", kind.as_str()),
+            };
+            let event = if outcome.delivered { "email_sent" } else { "email_failed" };
+            ctx.state_mut(|s| s.emails.push(outcome));
+            Self::record_event(ctx, spec, event, message, "saga").await;
+        }
+        ctx.state_mut(|s| s.phase = None);
+        ctx.upsert_search_attributes([PHASE_KEY.value_set(String::new())]);
+    }
+
+    /// A lifecycle step that must complete: retried until it does.
+    async fn lifecycle_step<A>(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, activity: A, what: &str)
+    where
+        A: ActivityDefinition<Input = PhaseInput>,
+    {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+            .retry_policy(forever())
+            .cancellation_token(WorkflowCancellationToken::new())
+            .summary(format!("{what} for {}", spec.names.host))
+            .build();
+        let _ = ctx.execute_activity(activity, PhaseInput { tenant: spec.clone(), round }, options).await;
+    }
+
+    /// Moves to `state`, keeps search attributes current and writes the state with its
+    /// audit entry to the control-plane store.
+    async fn transition(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        state: TenantState,
+        phase: Option<Phase>,
+        kind: &str,
+        message: String,
+        actor: &str,
+    ) {
+        ctx.state_mut(|s| {
+            s.state = state;
+            if phase.is_some() {
+                s.phase = phase;
+            }
+        });
+        let phase = ctx.state(|s| s.phase);
+        ctx.upsert_search_attributes([
+            STATE_KEY.value_set(state.as_str().to_owned()),
+            PHASE_KEY.value_set(phase.map(|p| p.as_str().to_owned()).unwrap_or_default()),
+        ]);
+        let last_error = ctx.state(|s| s.last_error.clone()).filter(|_| matches!(state, TenantState::Compensating | TenantState::Failed));
+        Self::record(ctx, spec, state, phase, kind, message, actor, last_error).await;
+    }
+
+    async fn record_event(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, kind: &str, message: String, actor: &str) {
+        let (state, phase) = ctx.state(|s| (s.state, s.phase));
+        Self::record(ctx, spec, state, phase, kind, message, actor, None).await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        state: TenantState,
+        phase: Option<Phase>,
+        kind: &str,
+        message: String,
+        actor: &str,
+        last_error: Option<PhaseFailure>,
+    ) {
+        let seq = ctx.state_mut(|s| {
+            s.event_seq += 1;
+            s.event_seq
+        });
+        let input = RecordInput {
+            tenant: spec.clone(),
+            event_key: format!("wf:{seq}"),
+            state,
+            phase,
+            kind: kind.to_owned(),
+            message,
+            actor: actor.to_owned(),
+            last_error,
+        };
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
+            .retry_policy(forever())
+            .cancellation_token(WorkflowCancellationToken::new())
+            .summary(format!("record {} for {}", state.as_str(), spec.names.host))
+            .build();
+        // Retried until the store accepts it; the detached token keeps it alive through a cancel.
+        let _ = ctx.execute_activity(TenantActivities::record_state, input, options).await;
+    }
+}
+
+fn take_decommission(pending: &mut VecDeque<LifecycleRequest>) -> Option<LifecycleRequest> {
+    let index = pending.iter().position(|r| r.action == LifecycleAction::Decommission)?;
+    pending.remove(index)
+}
+
+fn mark(resources: &mut [ResourceStatus], kind: ResourceKind, allocated: bool) {
+    if let Some(r) = resources.iter_mut().find(|r| r.kind == kind) {
+        r.allocated = allocated;
+    }
+}
+
+fn resource_name(spec: &TenantSpec, kind: ResourceKind) -> String {
+    match kind {
+        ResourceKind::Storage => spec.names.database.clone(),
+        ResourceKind::Identity => format!("realm-{}", spec.names.tenant_id),
+        ResourceKind::Traffic => spec.names.route_id.clone(),
+        ResourceKind::Workload => spec.names.workload.clone(),
+    }
+}
+
+/// Retries with backoff and never gives up: for releases and bookkeeping, which must
+/// eventually succeed.
+fn forever() -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(1))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(30))
+        .build()
+}
+
+/// The retry policy and timeouts of each provisioning phase.
+fn phase_options(phase: Phase, spec: &TenantSpec) -> ActivityOptions {
+    let retry = RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(1))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(10))
+        .maximum_attempts(if phase == Phase::Validate { 3 } else { 5 })
+        .non_retryable_error_types(PERMANENT_ERROR_TYPES.iter().copied())
+        .build();
+    let host = &spec.names.host;
+    let (timeout, summary) = match phase {
+        Phase::Validate => (30, format!("re-check the request for {host}: slot, plan, caller's role")),
+        Phase::AllocateStorage => (60, format!("create database and login role {}", spec.names.database)),
+        Phase::AllocateIdentity => (30, format!("create the realm (signing key, first admin invitation) of {host}")),
+        Phase::AllocateTraffic => (30, format!("create the edge route for {host} (503 until active)")),
+        Phase::Deploy => (120, format!("start the tenant service {} and wait until it is ready", spec.names.workload)),
+        Phase::MarkActive => (30, format!("open public traffic to {host}")),
+        Phase::WelcomeEmails => (30, format!("send the welcome emails for {host}")),
+    };
+    let builder = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout))
+        .retry_policy(retry)
+        .summary(summary);
+    if phase == Phase::Deploy {
+        builder.heartbeat_timeout(DEPLOY_HEARTBEAT_TIMEOUT).build()
+    } else {
+        builder.build()
+    }
+}
+
+fn cancelled_failure(phase: Phase) -> PhaseFailure {
+    PhaseFailure { phase, error_type: "Cancelled".into(), message: "the workflow was cancelled".into(), attempt: 0 }
+}
+
+/// The real reason of an activity failure: the SDK's own message is generic.
+fn describe_failure(phase: Phase, err: &ActivityExecutionError) -> PhaseFailure {
+    let (error_type, message) = match err.cause() {
+        Some(IncomingError::Application(app)) => (
+            app.type_name().unwrap_or("ApplicationError").to_owned(),
+            app.failure().map(|f| f.message.clone()).unwrap_or_else(|| app.source_error().to_string()),
+        ),
+        Some(IncomingError::Timeout(timeout)) => {
+            ("Timeout".to_owned(), format!("activity timed out ({:?})", timeout.timeout_type()))
+        }
+        Some(IncomingError::Cancelled(_)) => ("Cancelled".to_owned(), "the activity was cancelled".to_owned()),
+        Some(other) => ("ActivityFailed".to_owned(), other.failure().message.clone()),
+        None => (
+            "ActivityFailed".to_owned(),
+            err.failure().map(|f| f.message.clone()).unwrap_or_else(|| err.to_string()),
+        ),
+    };
+    PhaseFailure { phase, error_type, message, attempt: 0 }
+}

@@ -1,0 +1,383 @@
+//! The saga's activities as Temporal sees them.
+//!
+//! Each activity wraps one module call, records its progress in the audit feed (keyed so a
+//! retried attempt writes each entry once), keeps the resource ledger, and turns a
+//! [`StepError`] into a retryable or non-retryable Temporal failure whose type is the
+//! error's kind. Activity names are explicit so other tools can call them.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use temporalio_common::error::ApplicationFailure;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tenant_domain::{
+    Allocation, EmailInput, EmailOutcome, Phase, PhaseInput, RecordInput, ReleaseInput,
+    ResourceKind, TenantSpec, TenantState, validate,
+};
+use tenant_store::{NewEvent, Store};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::{
+    ActivitiesConfig, StepError, StepResult,
+    email::Mailer,
+    identity::Identity,
+    storage::Storage,
+    traffic::Edge,
+    workload::Workloads,
+};
+
+/// Error types that no retry can fix; retry policies list them as non-retryable.
+pub const PERMANENT_ERROR_TYPES: &[&str] =
+    &["ValidationFailed", "SlotTaken", "NotAuthorized", "NameTaken", "RouteTaken"];
+
+/// Everything the activities drive, shared by all of them.
+pub struct TenantActivities {
+    cfg: Arc<ActivitiesConfig>,
+    store: Store,
+    storage: Storage,
+    identity: Identity,
+    edge: Edge,
+    workloads: Workloads,
+    mailer: Mailer,
+}
+
+impl TenantActivities {
+    pub async fn new(cfg: Arc<ActivitiesConfig>, store: Store) -> anyhow::Result<Self> {
+        Ok(Self {
+            storage: Storage::new(cfg.clone(), store.clone()).await?,
+            identity: Identity::new(cfg.clone(), store.clone()),
+            edge: Edge::new(cfg.clone()),
+            workloads: Workloads::new(cfg.clone()),
+            mailer: Mailer::new(cfg.clone(), store.clone())?,
+            cfg,
+            store,
+        })
+    }
+
+    pub fn edge(&self) -> &Edge {
+        &self.edge
+    }
+
+    /// Runs one attempt of a phase with its audit entries: started, then completed or
+    /// failed (with the attempt and the real reason).
+    async fn phase<T, F>(
+        &self,
+        ctx: &ActivityContext,
+        input: &PhaseInput,
+        phase: Phase,
+        step: F,
+    ) -> Result<T, ActivityError>
+    where
+        F: Future<Output = StepResult<T>>,
+    {
+        let attempt = ctx.info().attempt;
+        let spec = &input.tenant;
+        let span = info_span!("phase", tenant = %spec.names.workflow_id, phase = %phase, attempt);
+        async {
+            let key = |what: &str| format!("r{}:{phase}:{what}", input.round);
+            self.audit(ctx, spec, &key(&format!("started:{attempt}")), "phase_started", Some(phase), Some(attempt), format!("{phase} started (attempt {attempt})"), None)
+                .await?;
+
+            let outcome = match self.injected_failure(phase) {
+                Some(err) => Err(err),
+                None => step.await,
+            };
+            match outcome {
+                Ok(value) => {
+                    self.audit(ctx, spec, &key("completed"), "phase_completed", Some(phase), Some(attempt), format!("{phase} completed"), None)
+                        .await?;
+                    info!("phase completed");
+                    Ok(value)
+                }
+                Err(err) => {
+                    let detail = serde_json::json!({ "error_type": err.kind(), "reason": err.to_string() });
+                    let message = format!("{phase} attempt {attempt} failed: {err}");
+                    warn!(error_type = err.kind(), error = %err, "phase attempt failed");
+                    self.audit(ctx, spec, &key(&format!("failed:{attempt}")), "phase_failed", Some(phase), Some(attempt), message, Some(detail))
+                        .await?;
+                    Err(to_activity_error(err))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The test-only failure switch: inert unless the worker was started with it.
+    fn injected_failure(&self, phase: Phase) -> Option<StepError> {
+        let wanted = self.cfg.fail_phase.as_deref()?;
+        (wanted == phase.as_str()).then(|| {
+            StepError::Transient(anyhow::anyhow!("injected failure in {phase} (TP_FAIL_PHASE is set on the worker)"))
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit(
+        &self,
+        ctx: &ActivityContext,
+        spec: &TenantSpec,
+        event_key: &str,
+        kind: &str,
+        phase: Option<Phase>,
+        attempt: Option<u32>,
+        message: String,
+        detail: Option<serde_json::Value>,
+    ) -> Result<(), ActivityError> {
+        let event = NewEvent {
+            tenant_id: spec.tenant_id(),
+            incarnation: spec.incarnation,
+            run_id: run_id(ctx),
+            event_key: event_key.to_owned(),
+            kind: kind.to_owned(),
+            phase: phase.map(|p| p.as_str().to_owned()),
+            attempt: attempt.map(|a| a as i32),
+            state: None,
+            actor: "saga".into(),
+            message,
+            detail,
+        };
+        self.store
+            .append_event(&event)
+            .await
+            .map_err(|e| to_activity_error(StepError::Transient(anyhow::Error::new(e).context("writing the audit feed"))))?;
+        Ok(())
+    }
+
+    async fn allocated(&self, spec: &TenantSpec, allocation: StepResult<Allocation>) -> StepResult<Allocation> {
+        let allocation = allocation?;
+        self.store
+            .record_allocation(spec.tenant_id(), spec.incarnation, allocation.kind, &allocation.name)
+            .await?;
+        Ok(allocation)
+    }
+
+    /// Releases one kind of resource, retried by its policy until it succeeds.
+    async fn release(&self, ctx: &ActivityContext, input: &ReleaseInput) -> Result<(), ActivityError> {
+        let spec = &input.tenant;
+        let kind = input.kind;
+        let attempt = ctx.info().attempt;
+        let span = info_span!("release", tenant = %spec.names.workflow_id, kind = %kind, attempt);
+        async {
+            let key = |what: &str| format!("r{}:release:{}:{kind}:{what}", input.round, input.reason);
+            let outcome = match kind {
+                ResourceKind::Storage => self.storage.release(spec).await,
+                ResourceKind::Identity => self.identity.release(spec).await,
+                ResourceKind::Traffic => self.edge.release(spec).await,
+                ResourceKind::Workload => self.workloads.release(spec).await,
+            };
+            match outcome {
+                Ok(()) => {
+                    self.store.record_release(spec.tenant_id(), kind).await.map_err(|e| to_activity_error(e.into()))?;
+                    let message = format!("{kind} released ({})", input.reason);
+                    self.audit(ctx, spec, &key("done"), "resource_released", Some(kind.phase()), Some(attempt), message, None).await?;
+                    info!("released");
+                    Ok(())
+                }
+                Err(err) => {
+                    warn!(error = %err, "release attempt failed; it will be retried");
+                    let message = format!("releasing {kind} failed (attempt {attempt}), retrying: {err}");
+                    self.audit(ctx, spec, &key(&format!("failed:{attempt}")), "release_failed", Some(kind.phase()), Some(attempt), message, None)
+                        .await?;
+                    // Releases never give up: they are always retryable.
+                    Err(to_activity_error(StepError::Transient(anyhow::anyhow!("{err}"))))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Re-checks, at run time, what the API checked at the door: the request is valid, the
+    /// slot is still this tenant's, and the requester may still create tenants in the org.
+    async fn check_request(&self, spec: &TenantSpec) -> StepResult<()> {
+        let plans = self.store.plan_names().await?;
+        let plan_refs: Vec<&str> = plans.iter().map(String::as_str).collect();
+        let request = tenant_domain::TenantRequest {
+            org: spec.request.org.clone(),
+            slug: spec.request.slug.clone(),
+            plan: spec.request.plan.clone(),
+            first_admin_email: spec.request.first_admin_email.clone(),
+            name: Some(spec.request.name.clone()),
+        };
+        if let Err(errors) = validate(&request, &plan_refs) {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return Err(StepError::permanent("ValidationFailed", text.join("; ")));
+        }
+        let problems = spec.names.limit_violations();
+        if !problems.is_empty() {
+            return Err(StepError::permanent("ValidationFailed", problems.join("; ")));
+        }
+
+        let holder: Option<(uuid::Uuid, String, String)> = sqlx::query_as(
+            "SELECT id, org_slug, slug FROM tenants WHERE label = $1 AND state <> 'decommissioned' AND id <> $2",
+        )
+        .bind(&spec.names.label)
+        .bind(spec.tenant_id())
+        .fetch_optional(self.store.pool())
+        .await?;
+        if holder.is_some() {
+            return Err(StepError::permanent("SlotTaken", format!("host name label {} is held by another tenant", spec.names.label)));
+        }
+
+        let allowed: Option<bool> = sqlx::query_scalar(
+            "SELECT p.platform_operator OR EXISTS (
+                 SELECT 1 FROM memberships m JOIN organizations o ON o.id = m.org_id
+                 WHERE m.principal_id = p.id AND o.slug = $2 AND m.role IN ('owner', 'admin'))
+             FROM principals p WHERE p.name = $1",
+        )
+        .bind(&spec.requested_by)
+        .bind(&spec.request.org)
+        .fetch_optional(self.store.pool())
+        .await?;
+        if allowed != Some(true) {
+            return Err(StepError::permanent(
+                "NotAuthorized",
+                format!("{} may not create tenants in organisation {}", spec.requested_by, spec.request.org),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[activities]
+impl TenantActivities {
+    /// Writes the tenant's state and phase with the audit entry that explains the change.
+    #[activity(name = "record_state")]
+    pub async fn record_state(self: Arc<Self>, ctx: ActivityContext, input: RecordInput) -> Result<(), ActivityError> {
+        let spec = &input.tenant;
+        let event = NewEvent {
+            tenant_id: spec.tenant_id(),
+            incarnation: spec.incarnation,
+            run_id: run_id(&ctx),
+            event_key: input.event_key.clone(),
+            kind: input.kind.clone(),
+            phase: input.phase.map(|p| p.as_str().to_owned()),
+            attempt: input.last_error.as_ref().map(|e| e.attempt as i32),
+            state: Some(input.state.as_str().to_owned()),
+            actor: input.actor.clone(),
+            message: input.message.clone(),
+            detail: input.last_error.as_ref().map(|e| serde_json::to_value(e).unwrap_or_default()),
+        };
+        self.store
+            .record_state(spec.incarnation, input.state, input.phase, input.last_error.as_ref(), &event)
+            .await
+            .map_err(|e| to_activity_error(e.into()))?;
+        if matches!(input.state, TenantState::Active | TenantState::Failed | TenantState::Decommissioned | TenantState::Suspended) {
+            info!(tenant = %spec.names.workflow_id, state = %input.state, "tenant state changed");
+        }
+        Ok(())
+    }
+
+    #[activity(name = "validate")]
+    pub async fn validate(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
+        self.phase(&ctx, &input, Phase::Validate, self.check_request(&input.tenant)).await
+    }
+
+    #[activity(name = "allocate_storage")]
+    pub async fn allocate_storage(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+        let spec = &input.tenant;
+        self.phase(&ctx, &input, Phase::AllocateStorage, async {
+            self.allocated(spec, self.storage.allocate(spec).await).await
+        })
+        .await
+    }
+
+    #[activity(name = "allocate_identity")]
+    pub async fn allocate_identity(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+        let spec = &input.tenant;
+        self.phase(&ctx, &input, Phase::AllocateIdentity, async {
+            self.allocated(spec, self.identity.allocate(spec).await).await
+        })
+        .await
+    }
+
+    #[activity(name = "allocate_traffic")]
+    pub async fn allocate_traffic(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+        let spec = &input.tenant;
+        self.phase(&ctx, &input, Phase::AllocateTraffic, async {
+            self.allocated(spec, self.edge.allocate(spec).await).await
+        })
+        .await
+    }
+
+    /// Starts the tenant's service and waits for its readiness, heartbeating meanwhile so a
+    /// lost worker is noticed within the heartbeat timeout.
+    #[activity(name = "deploy_workload")]
+    pub async fn deploy_workload(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+        let spec = &input.tenant;
+        self.phase(&ctx, &input, Phase::Deploy, async {
+            let database_url = self.storage.connection_url(spec);
+            let deploy = async { self.allocated(spec, self.workloads.deploy(spec, &database_url, &|| {}).await).await };
+            let beat = async {
+                loop {
+                    if ctx.is_cancelled() {
+                        return;
+                    }
+                    // A failed heartbeat only matters if it keeps failing: the timeout says so.
+                    let _ = ctx.record_heartbeat(()).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            };
+            tokio::select! {
+                outcome = deploy => outcome,
+                () = beat => Err(StepError::Transient(anyhow::anyhow!("deploy cancelled"))),
+            }
+        })
+        .await
+    }
+
+    /// Lets public traffic reach the tenant.
+    #[activity(name = "mark_active")]
+    pub async fn mark_active(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
+        self.phase(&ctx, &input, Phase::MarkActive, self.edge.open_public(&input.tenant)).await
+    }
+
+    /// Sends one welcome email. A refusal is an outcome; only transient failures are errors.
+    #[activity(name = "send_email")]
+    pub async fn send_email(self: Arc<Self>, ctx: ActivityContext, input: EmailInput) -> Result<EmailOutcome, ActivityError> {
+        let spec = &input.tenant;
+        let code = self.identity.invitation_code(spec);
+        match self.mailer.send(spec, input.kind, &code).await {
+            Ok(outcome) => Ok(outcome),
+            Err(err) => {
+                warn!(tenant = %spec.names.workflow_id, email = input.kind.as_str(), attempt = ctx.info().attempt, error = %err, "email attempt failed");
+                Err(to_activity_error(err))
+            }
+        }
+    }
+
+    #[activity(name = "release_resource")]
+    pub async fn release_resource(self: Arc<Self>, ctx: ActivityContext, input: ReleaseInput) -> Result<(), ActivityError> {
+        self.release(&ctx, &input).await
+    }
+
+    /// Suspend: the public route answers 503 again.
+    #[activity(name = "close_public_traffic")]
+    pub async fn close_public_traffic(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
+        self.edge.close_public(&input.tenant).await.map_err(to_activity_error)
+    }
+
+    /// Resume: public traffic flows again.
+    #[activity(name = "open_public_traffic")]
+    pub async fn open_public_traffic(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
+        self.edge.open_public(&input.tenant).await.map_err(to_activity_error)
+    }
+}
+
+fn run_id(ctx: &ActivityContext) -> String {
+    ctx.info().workflow_run_id.clone().unwrap_or_default()
+}
+
+/// A Temporal failure carrying the real message and a stable type.
+pub fn to_activity_error(err: StepError) -> ActivityError {
+    let kind = err.kind();
+    let permanent = matches!(err, StepError::Permanent { .. });
+    let failure = ApplicationFailure::builder(err.to_string())
+        .type_name(kind.to_owned())
+        .non_retryable(permanent)
+        .build();
+    ActivityError::application(failure)
+}
+
+/// How long a heartbeat may be missing before Temporal retries the deploy elsewhere.
+pub const DEPLOY_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
