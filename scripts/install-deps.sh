@@ -15,14 +15,16 @@ VERBOSE=0
 [[ ${1:-} == -v || ${1:-} == --verbose ]] && VERBOSE=1
 
 mkdir -p "$LOG_DIR"
-INSTALL_LOG=$LOG_DIR/install-deps.log
-: >"$INSTALL_LOG"
 
 # Two scripts installing at once (demo and tests in two terminals) would race on the venv.
 exec 9>"$STACK_DIR/install.lock"
 flock 9
+INSTALL_LOG=$LOG_DIR/install-deps.log
+: >"$INSTALL_LOG"
 
-step() { ((VERBOSE)) && info "install-deps: $*" || true; }
+step() {
+    if ((VERBOSE)); then info "install-deps: $*"; fi
+}
 
 # run DESCRIPTION COMMAND...: output to the install log; on failure, say what failed.
 run() {
@@ -67,7 +69,8 @@ apt_install() {
 }
 
 apt_install build-essential pkg-config protobuf-compiler python3 python3-venv python3-pip \
-    python3-aiosmtpd curl ca-certificates postgresql-client util-linux procps
+    python3-aiosmtpd curl ca-certificates util-linux procps
+command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
@@ -105,6 +108,7 @@ if ! pg_answers; then
         step "installing PostgreSQL"
         apt_install postgresql
     fi
+    # shellcheck disable=SC2012 # version folders are plain numbers
     version=$(ls /etc/postgresql | sort -V | tail -n1)
     step "starting PostgreSQL $version"
     # --skip-systemctl-redirect: works in containers and CI without systemd.
@@ -122,8 +126,10 @@ if ! pg_login; then
         # loopback only, marked so it is easy to find and remove.
         step "allowing the postgres user on loopback without a password ($hba)"
         if ! grep -q 'tenant-provisioner' "$hba"; then
-            run "editing $hba" as_root sed -i "1i host all postgres 127.0.0.1/32 trust # tenant-provisioner local stack\nhost all postgres ::1/128 trust # tenant-provisioner local stack" "$hba"
-            run "reloading PostgreSQL" as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main reload
+            run "editing $hba" as_root sed -i '1i host all postgres ::1/128 trust # tenant-provisioner local stack' "$hba"
+            run "editing $hba" as_root sed -i '1i host all postgres 127.0.0.1/32 trust # tenant-provisioner local stack' "$hba"
+            hba_version=${hba#/etc/postgresql/}
+            run "reloading PostgreSQL" as_root pg_ctlcluster --skip-systemctl-redirect "${hba_version%%/*}" main reload
         fi
         wait_for 10 pg_login || die "cannot log in to PostgreSQL as $PG_URL even after trusting loopback"
         info "install-deps: PostgreSQL now trusts the postgres user on loopback (lines marked tenant-provisioner in $hba)"

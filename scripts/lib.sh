@@ -2,6 +2,7 @@
 # Shared by the scripts in this folder: where the local stack lives, how to talk to the
 # person running it, and how to start, find, wait for and stop its processes.
 # Sourced, never run. It must never print a secret (tokens, the secret key).
+# shellcheck disable=SC2034 # the variables are for the scripts that source this file
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_DIR=${TP_STACK_DIR:-$ROOT/.stack}

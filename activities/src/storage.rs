@@ -47,7 +47,10 @@ enum Claim {
 impl Storage {
     /// Builds the admin pool lazily, so a worker starts while the storage server is down and
     /// the first allocation reports the outage as a retryable failure.
-    pub async fn new(cfg: Arc<ActivitiesConfig>, store: tenant_store::Store) -> anyhow::Result<Self> {
+    pub async fn new(
+        cfg: Arc<ActivitiesConfig>,
+        store: tenant_store::Store,
+    ) -> anyhow::Result<Self> {
         let options: PgConnectOptions = cfg
             .storage_admin_url
             .parse()
@@ -62,7 +65,11 @@ impl Storage {
     }
 
     /// Creates (or adopts) the tenant's role and database.
-    #[tracing::instrument(name = "allocate_storage", skip_all, fields(tenant = %spec.tenant_id(), database = %spec.names.database))]
+    #[tracing::instrument(
+        name = "storage.allocate",
+        skip_all,
+        fields(tenant = %spec.tenant_id(), database = %spec.names.database)
+    )]
     pub async fn allocate(&self, spec: &TenantSpec) -> StepResult<Allocation> {
         let names = &spec.names;
         let marker = ownership_marker(spec.tenant_id());
@@ -86,7 +93,10 @@ impl Storage {
         };
         self.set_role_password(spec, connection_limit).await?;
 
-        let db_adopted = match self.database_claim(&names.database, &names.role, &marker).await? {
+        let db_adopted = match self
+            .database_claim(&names.database, &names.role, &marker)
+            .await?
+        {
             Claim::Ours => true,
             Claim::Foreign(holder) => return Err(name_taken("database", &names.database, &holder)),
             Claim::Absent => {
@@ -104,23 +114,40 @@ impl Storage {
 
         let adopted = role_adopted && db_adopted;
         tracing::info!(adopted, connection_limit, "tenant storage ready");
-        Ok(Allocation { kind: ResourceKind::Storage, name: names.database.clone(), adopted })
+        Ok(Allocation {
+            kind: ResourceKind::Storage,
+            name: names.database.clone(),
+            adopted,
+        })
     }
 
     /// Drops the tenant's database (ending its sessions) and role; what is already gone, or
     /// belongs to someone else, is left alone.
-    #[tracing::instrument(name = "release_storage", skip_all, fields(tenant = %spec.tenant_id(), database = %spec.names.database))]
+    #[tracing::instrument(
+        name = "storage.release",
+        skip_all,
+        fields(tenant = %spec.tenant_id(), database = %spec.names.database)
+    )]
     pub async fn release(&self, spec: &TenantSpec) -> StepResult<()> {
         let names = &spec.names;
         let marker = ownership_marker(spec.tenant_id());
 
-        match self.database_claim(&names.database, &names.role, &marker).await? {
+        match self
+            .database_claim(&names.database, &names.role, &marker)
+            .await?
+        {
             Claim::Absent => {}
             Claim::Foreign(holder) => {
-                tracing::warn!(holder = %holder, "database with the tenant's name belongs to someone else; left in place");
+                tracing::warn!(
+                    holder = %holder,
+                    "database with the tenant's name belongs to someone else; left in place"
+                );
             }
             Claim::Ours => {
-                let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&names.database));
+                let sql = format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&names.database)
+                );
                 self.ddl(&sql, "dropping the tenant database").await?;
             }
         }
@@ -128,7 +155,10 @@ impl Storage {
         match self.role_claim(&names.role, &marker).await? {
             Claim::Absent => {}
             Claim::Foreign(holder) => {
-                tracing::warn!(holder = %holder, "role with the tenant's name belongs to someone else; left in place");
+                tracing::warn!(
+                    holder = %holder,
+                    "role with the tenant's name belongs to someone else; left in place"
+                );
             }
             Claim::Ours => {
                 let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(&names.role));
@@ -172,17 +202,25 @@ impl Storage {
     }
 
     fn password(&self, spec: &TenantSpec) -> Secret {
-        secrets::derive(&self.cfg.secret_key, spec.tenant_id(), spec.incarnation, Purpose::DatabasePassword)
+        secrets::derive(
+            &self.cfg.secret_key,
+            spec.tenant_id(),
+            spec.incarnation,
+            Purpose::DatabasePassword,
+        )
     }
 
     /// The plan's connection limit for the tenant role, from the control plane.
     async fn connection_limit(&self, plan: &str) -> StepResult<i32> {
-        let limit: Option<i32> = sqlx::query_scalar("SELECT db_connection_limit FROM plans WHERE name = $1")
-            .bind(plan)
-            .fetch_optional(self.store.pool())
-            .await
-            .map_err(|e| classify(e, "reading the plan's connection limit"))?;
-        limit.ok_or_else(|| StepError::permanent("UnknownPlan", format!("plan {plan} does not exist")))
+        let limit: Option<i32> =
+            sqlx::query_scalar("SELECT db_connection_limit FROM plans WHERE name = $1")
+                .bind(plan)
+                .fetch_optional(self.store.pool())
+                .await
+                .map_err(|e| classify(e, "reading the plan's connection limit"))?;
+        limit.ok_or_else(|| {
+            StepError::permanent("UnknownPlan", format!("plan {plan} does not exist"))
+        })
     }
 
     /// Sets password and connection limit on every allocation: a new incarnation derives a
@@ -198,18 +236,21 @@ impl Storage {
             connection_limit
         );
         // The statement text is never part of the error: only its SQLSTATE is kept.
-        sqlx::raw_sql(&sql).execute(&self.admin).await.map_err(|e| {
-            let code = sqlstate(&e).unwrap_or_else(|| "none".into());
-            match classify(e, "") {
-                StepError::Permanent { kind, .. } => StepError::permanent(
-                    kind,
-                    format!("setting the tenant role's password failed (sqlstate {code})"),
-                ),
-                StepError::Transient(_) => StepError::Transient(anyhow!(
-                    "setting the tenant role's password failed (sqlstate {code})"
-                )),
-            }
-        })?;
+        sqlx::raw_sql(&sql)
+            .execute(&self.admin)
+            .await
+            .map_err(|e| {
+                let code = sqlstate(&e).unwrap_or_else(|| "none".into());
+                match classify(e, "") {
+                    StepError::Permanent { kind, .. } => StepError::permanent(
+                        kind,
+                        format!("setting the tenant role's password failed (sqlstate {code})"),
+                    ),
+                    StepError::Transient(_) => StepError::Transient(anyhow!(
+                        "setting the tenant role's password failed (sqlstate {code})"
+                    )),
+                }
+            })?;
         Ok(())
     }
 
@@ -230,12 +271,13 @@ impl Storage {
     }
 
     async fn role_claim(&self, role: &str, marker: &str) -> StepResult<Claim> {
-        let found: Option<Option<String>> =
-            sqlx::query_scalar("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1")
-                .bind(role)
-                .fetch_optional(&self.admin)
-                .await
-                .map_err(|e| classify(e, "looking up the tenant role"))?;
+        let found: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_optional(&self.admin)
+        .await
+        .map_err(|e| classify(e, "looking up the tenant role"))?;
         Ok(role_claim(found, marker))
     }
 
@@ -256,7 +298,10 @@ impl Storage {
     /// Runs one DDL statement over the simple protocol, so it is never kept as a prepared
     /// statement.
     async fn ddl(&self, sql: &str, what: &str) -> StepResult<()> {
-        sqlx::raw_sql(sql).execute(&self.admin).await.map_err(|e| classify(e, what))?;
+        sqlx::raw_sql(sql)
+            .execute(&self.admin)
+            .await
+            .map_err(|e| classify(e, what))?;
         Ok(())
     }
 }
@@ -277,14 +322,20 @@ fn role_claim(found: Option<Option<String>>, marker: &str) -> Claim {
 }
 
 /// `found` is (comment, owner name, owner's comment) of the database.
-fn database_claim(found: Option<(Option<String>, String, Option<String>)>, role: &str, marker: &str) -> Claim {
+fn database_claim(
+    found: Option<(Option<String>, String, Option<String>)>,
+    role: &str,
+    marker: &str,
+) -> Claim {
     match found {
         None => Claim::Absent,
         Some((Some(comment), _, _)) if comment == marker => Claim::Ours,
         Some((Some(comment), _, _)) => Claim::Foreign(format!("marked {comment:?}")),
         // CREATE DATABASE cannot share a transaction with its COMMENT: an attempt that died in
         // between leaves an unmarked database owned by the tenant's own (marked) role.
-        Some((None, owner, owner_comment)) if owner == role && owner_comment.as_deref() == Some(marker) => {
+        Some((None, owner, owner_comment))
+            if owner == role && owner_comment.as_deref() == Some(marker) =>
+        {
             Claim::Ours
         }
         Some((None, owner, _)) => Claim::Foreign(format!("unmarked, owned by {owner}")),
@@ -294,12 +345,16 @@ fn database_claim(found: Option<(Option<String>, String, Option<String>)>, role:
 fn name_taken(what: &str, name: &str, holder: &str) -> StepError {
     StepError::permanent(
         "NameTaken",
-        format!("a {what} named {name} already exists and is not this tenant's ({holder}); remove or rename it"),
+        format!(
+            "a {what} named {name} already exists and is not this tenant's ({holder}); remove or rename it"
+        ),
     )
 }
 
 fn sqlstate(e: &sqlx::Error) -> Option<String> {
-    e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned())
 }
 
 /// Maps a storage server error to retryable or not. Lost connections, busy servers and
@@ -375,7 +430,10 @@ mod tests {
     fn pbkdf2_matches_the_published_vector() {
         // RFC 7914 section 11, first PBKDF2-HMAC-SHA256 vector (c = 1), first 32 bytes.
         let out = pbkdf2_sha256(b"passwd", b"salt", 1);
-        assert_eq!(hex::encode(out), "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc");
+        assert_eq!(
+            hex::encode(out),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+        );
     }
 
     #[test]
@@ -388,7 +446,10 @@ mod tests {
         // The example's server signature is HMAC(ServerKey, AuthMessage).
         let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
         let signature = hmac_sha256(&server_key, auth_message.as_bytes());
-        assert_eq!(BASE64.encode(signature), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert_eq!(
+            BASE64.encode(signature),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
         assert!(verifier.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
         assert!(!verifier.contains("pencil"));
     }
@@ -400,7 +461,10 @@ mod tests {
         assert_eq!(role_claim(Some(Some(m.clone())), &m), Claim::Ours);
         assert!(matches!(role_claim(Some(None), &m), Claim::Foreign(_)));
         let other = ownership_marker(Uuid::from_u128(2));
-        assert!(matches!(role_claim(Some(Some(other)), &m), Claim::Foreign(_)));
+        assert!(matches!(
+            role_claim(Some(Some(other)), &m),
+            Claim::Foreign(_)
+        ));
     }
 
     #[test]
@@ -408,15 +472,27 @@ mod tests {
         let m = ownership_marker(Uuid::from_u128(1));
         let other = ownership_marker(Uuid::from_u128(2));
         assert_eq!(database_claim(None, "t_1", &m), Claim::Absent);
-        assert_eq!(database_claim(Some((Some(m.clone()), "postgres".into(), None)), "t_1", &m), Claim::Ours);
-        assert_eq!(database_claim(Some((None, "t_1".into(), Some(m.clone()))), "t_1", &m), Claim::Ours);
+        assert_eq!(
+            database_claim(Some((Some(m.clone()), "postgres".into(), None)), "t_1", &m),
+            Claim::Ours
+        );
+        assert_eq!(
+            database_claim(Some((None, "t_1".into(), Some(m.clone()))), "t_1", &m),
+            Claim::Ours
+        );
         for found in [
             (Some(other.clone()), "t_1".into(), Some(m.clone())),
             (None, "t_1".into(), Some(other)),
             (None, "t_1".into(), None),
             (None, "postgres".into(), None),
         ] {
-            assert!(matches!(database_claim(Some(found.clone()), "t_1", &m), Claim::Foreign(_)), "{found:?}");
+            assert!(
+                matches!(
+                    database_claim(Some(found.clone()), "t_1", &m),
+                    Claim::Foreign(_)
+                ),
+                "{found:?}"
+            );
         }
     }
 }

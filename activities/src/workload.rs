@@ -77,7 +77,11 @@ impl Workloads {
 
     /// Starts (or adopts) the tenant's service and waits until it answers its readiness check
     /// through the platform listener.
-    #[tracing::instrument(name = "deploy_workload", skip_all, fields(tenant = %spec.tenant_id(), workload = %spec.names.workload))]
+    #[tracing::instrument(
+        name = "workload.deploy",
+        skip_all,
+        fields(tenant = %spec.tenant_id(), workload = %spec.names.workload)
+    )]
     pub async fn deploy(
         &self,
         spec: &TenantSpec,
@@ -108,7 +112,10 @@ impl Workloads {
                 match run.exit.try_recv() {
                     Err(oneshot::error::TryRecvError::Empty) => {}
                     Ok(Ok(status)) if status.code() == Some(EXIT_LOCK_HELD) => {
-                        tracing::info!(pid = run.pid, "another copy of the service holds the lock; waiting for it");
+                        tracing::info!(
+                            pid = run.pid,
+                            "another copy of the service holds the lock; waiting for it"
+                        );
                         let exited = run.pid;
                         started = None;
                         self.repoint_pid_file(spec, &paths, exited);
@@ -155,7 +162,11 @@ impl Workloads {
 
     /// Stops the tenant's service (SIGTERM, then SIGKILL after the grace period) and removes
     /// its pid file and socket. Nothing running is not an error.
-    #[tracing::instrument(name = "release_workload", skip_all, fields(tenant = %spec.tenant_id(), workload = %spec.names.workload))]
+    #[tracing::instrument(
+        name = "workload.release",
+        skip_all,
+        fields(tenant = %spec.tenant_id(), workload = %spec.names.workload)
+    )]
     pub async fn release(&self, spec: &TenantSpec) -> StepResult<()> {
         let paths = self.paths(spec);
         let pids = self.running_pids(spec);
@@ -164,16 +175,24 @@ impl Workloads {
         if !left.is_empty() {
             tracing::warn!(pids = ?left, "tenant service ignored SIGTERM; killing it");
             signal_all(&left, Signal::SIGKILL)?;
-            left = self.wait_for_exit(spec, &left, Duration::from_secs(5)).await;
+            left = self
+                .wait_for_exit(spec, &left, Duration::from_secs(5))
+                .await;
         }
         if !left.is_empty() {
-            return Err(StepError::Transient(anyhow!("tenant service processes {left:?} survived SIGKILL")));
+            return Err(StepError::Transient(anyhow!(
+                "tenant service processes {left:?} survived SIGKILL"
+            )));
         }
         for path in [&paths.pid, &paths.socket] {
             match std::fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {}", path.display())).into()),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("removing {}", path.display()))
+                        .into());
+                }
             }
         }
         tracing::info!(stopped = pids.len(), "tenant service released");
@@ -202,7 +221,11 @@ impl Workloads {
         let own = std::process::id() as i32;
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for entry in entries.flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<i32>().ok())
+                else {
                     continue;
                 };
                 if pid != own && proc_environ(pid).is_some_and(|env| environ_has(&env, &needle)) {
@@ -215,7 +238,11 @@ impl Workloads {
 
     /// GET `http://127.0.0.1:{platform_http_port}{path}` with the tenant's host name, through
     /// the platform listener (which reaches the workload whether or not the public may).
-    pub async fn platform_get(&self, spec: &TenantSpec, path: &str) -> StepResult<reqwest::Response> {
+    pub async fn platform_get(
+        &self,
+        spec: &TenantSpec,
+        path: &str,
+    ) -> StepResult<reqwest::Response> {
         let url = format!("http://127.0.0.1:{}{}", self.cfg.platform_http_port, path);
         let response = self
             .http
@@ -228,7 +255,10 @@ impl Workloads {
 
     /// True when the platform listener reaches a ready service that says it is this tenant's.
     async fn is_ready(&self, spec: &TenantSpec) -> bool {
-        let url = format!("http://127.0.0.1:{}/healthz/ready", self.cfg.platform_http_port);
+        let url = format!(
+            "http://127.0.0.1:{}/healthz/ready",
+            self.cfg.platform_http_port
+        );
         let probe = self
             .http
             .get(url)
@@ -253,14 +283,23 @@ impl Workloads {
         }
     }
 
-    fn spawn(&self, spec: &TenantSpec, database_url: &Secret, paths: &WorkloadPaths) -> StepResult<Started> {
+    fn spawn(
+        &self,
+        spec: &TenantSpec,
+        database_url: &Secret,
+        paths: &WorkloadPaths,
+    ) -> StepResult<Started> {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&paths.log)
             .with_context(|| format!("opening the service log {}", paths.log.display()))?;
-        let log_offset = log.seek(SeekFrom::End(0)).context("reading the service log's length")?;
-        let stderr = log.try_clone().context("duplicating the service log handle")?;
+        let log_offset = log
+            .seek(SeekFrom::End(0))
+            .context("reading the service log's length")?;
+        let stderr = log
+            .try_clone()
+            .context("duplicating the service log handle")?;
 
         let mut command = tokio::process::Command::new(&self.cfg.tenant_service_bin);
         // A clean environment: the worker's own settings (control-plane URL, platform secret)
@@ -286,10 +325,17 @@ impl Workloads {
         // its own keeps the service out of the worker's process group and terminal, so signals
         // aimed at the worker (Ctrl-C, a hangup, a group kill) do not reach it.
         unsafe {
-            command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+            command.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
         }
         let mut child = command.spawn().with_context(|| {
-            format!("starting the tenant service {}", self.cfg.tenant_service_bin.display())
+            format!(
+                "starting the tenant service {}",
+                self.cfg.tenant_service_bin.display()
+            )
         })?;
         let pid = child.id().context("the started service has no pid")? as i32;
         write_pid_file(&paths.pid, pid)?;
@@ -300,13 +346,21 @@ impl Workloads {
             let status = child.wait().await;
             let _ = tx.send(status);
         });
-        Ok(Started { pid, log_offset, exit })
+        Ok(Started {
+            pid,
+            log_offset,
+            exit,
+        })
     }
 
     /// After a start lost the lock race, points the pid file at the copy that won (or removes
     /// it when that copy cannot be identified).
     fn repoint_pid_file(&self, spec: &TenantSpec, paths: &WorkloadPaths, exited: i32) {
-        let others: Vec<i32> = self.running_pids(spec).into_iter().filter(|p| *p != exited).collect();
+        let others: Vec<i32> = self
+            .running_pids(spec)
+            .into_iter()
+            .filter(|p| *p != exited)
+            .collect();
         match others.as_slice() {
             [winner] => {
                 if let Err(e) = write_pid_file(&paths.pid, *winner) {
@@ -373,7 +427,9 @@ fn signal_all(pids: &[i32], signal: Signal) -> StepResult<()> {
         match kill(Pid::from_raw(pid), signal) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => {
-                return Err(StepError::Transient(anyhow!("sending {signal} to tenant service pid {pid}: {e}")));
+                return Err(StepError::Transient(anyhow!(
+                    "sending {signal} to tenant service pid {pid}: {e}"
+                )));
             }
         }
     }
@@ -392,7 +448,9 @@ fn environ_has(environ: &[u8], entry: &str) -> bool {
 }
 
 fn proc_comm(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim_end().to_owned())
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_owned())
 }
 
 /// Alive and not a zombie.
@@ -410,13 +468,19 @@ fn process_state(stat: &str) -> Option<char> {
 }
 
 fn read_pid_file(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok().filter(|pid| *pid > 0)
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|pid| *pid > 0)
 }
 
 /// Written beside and renamed, so a reader never sees a half-written pid.
 fn write_pid_file(path: &Path, pid: i32) -> StepResult<()> {
     let staging = path.with_extension("pid.tmp");
-    std::fs::write(&staging, format!("{pid}\n")).with_context(|| format!("writing {}", staging.display()))?;
+    std::fs::write(&staging, format!("{pid}\n"))
+        .with_context(|| format!("writing {}", staging.display()))?;
     std::fs::rename(&staging, path).with_context(|| format!("renaming {}", staging.display()))?;
     Ok(())
 }
@@ -538,7 +602,11 @@ mod tests {
         std::fs::write(&path, "old run line\n").unwrap();
         let offset = std::fs::metadata(&path).unwrap().len();
         let url = Secret::new("postgres://r:pw123@h:5432/d".into());
-        std::fs::write(&path, "old run line\nnew: using postgres://r:pw123@h:5432/d\nbye\n").unwrap();
+        std::fs::write(
+            &path,
+            "old run line\nnew: using postgres://r:pw123@h:5432/d\nbye\n",
+        )
+        .unwrap();
         let tail = log_tail(&path, offset, &url);
         assert!(!tail.contains("old run"), "{tail}");
         assert!(tail.contains("bye"), "{tail}");

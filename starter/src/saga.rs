@@ -4,14 +4,13 @@
 use anyhow::Context;
 use temporalio_client::{
     Client, ClientOptions, Connection, WorkflowCountOptions, WorkflowExecuteUpdateOptions,
-    WorkflowIdConflictPolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
     envconfig::LoadClientConfigProfileOptions, errors::WorkflowQueryError,
 };
 use temporalio_common::{
     MemoValues,
     search_attributes::{SearchAttributeKey, SearchAttributes},
 };
-use temporalio_sdk::WorkflowIdReusePolicy;
 use tenant_domain::{
     LifecycleRequest, TASK_QUEUE, TenantSpec, TenantState, TenantStatus, search_attributes as sa,
 };
@@ -37,7 +36,7 @@ impl Saga {
     pub async fn connect_from_env() -> anyhow::Result<Self> {
         let (conn_opts, client_opts) =
             ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-                .context("reading Temporal client settings")?;
+                .map_err(|e| anyhow::anyhow!("reading Temporal client settings: {e}"))?;
         let connection = Connection::connect(conn_opts).await.context("connecting to Temporal")?;
         let client = Client::new(connection, client_opts)?;
         Ok(Self { client })
@@ -73,7 +72,7 @@ impl Saga {
             .start_workflow(ProvisionTenant::run, spec.clone(), options)
             .await
             .context("starting the tenant's workflow")?;
-        Ok(handle.run_id().to_owned())
+        Ok(handle.run_id().unwrap_or_default().to_owned())
     }
 
     /// The workflow's `status` query; `None` when no workflow exists for the id.

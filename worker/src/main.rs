@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let (conn_opts, client_opts) = ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-        .context("reading Temporal client settings")?;
+        .map_err(|e| anyhow::anyhow!("reading Temporal client settings: {e}"))?;
     let connection = Connection::connect(conn_opts).await.context("connecting to Temporal")?;
     let client = Client::new(connection, client_opts)?;
 

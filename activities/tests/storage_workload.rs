@@ -1,0 +1,945 @@
+//! The storage and workload drivers against the real PostgreSQL on 127.0.0.1:5432 and the
+//! real `tenant-service` binary.
+//!
+//! Each test makes its own control-plane database, tenant names and runtime directory, and
+//! drops what it made when it ends, passed or not. The binary is taken from
+//! `TP_TENANT_SERVICE_BIN`, or built with `cargo build -p tenant-service` next to this test.
+//! Tests run one at a time: the machine's PostgreSQL allows 100 connections in all.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection};
+use tenant_activities::secrets::{self, Purpose, Secret};
+use tenant_activities::storage::Storage;
+use tenant_activities::workload::Workloads;
+use tenant_activities::{ActivitiesConfig, StepError};
+use tenant_domain::{ResourceKind, TenantKey, TenantRequest, TenantSpec, validate};
+use tenant_store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixStream};
+use tokio::time::Instant;
+
+const PG: &str = "postgres://postgres@127.0.0.1:5432";
+const PLANS: &[&str] = &["free", "growth", "enterprise"];
+
+/// Serialises the tests of this file (see the module comment). A tokio mutex: each test has
+/// its own runtime, and a failed test must not poison the others.
+async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+fn random_word(len: usize) -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..len].to_owned()
+}
+
+/// What one test made, dropped when the test ends.
+struct Harness {
+    cfg: Arc<ActivitiesConfig>,
+    store: Store,
+    admin: PgPool,
+    databases: Mutex<Vec<String>>,
+    roles: Mutex<Vec<String>>,
+    pids: Mutex<Vec<i32>>,
+}
+
+impl Harness {
+    async fn new() -> anyhow::Result<Self> {
+        Self::with_service_bin(service_bin().clone()).await
+    }
+
+    async fn with_service_bin(tenant_service_bin: PathBuf) -> anyhow::Result<Self> {
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&format!("{PG}/postgres"))
+            .await
+            .context("connecting to PostgreSQL on 127.0.0.1:5432")?;
+        let control_db = format!("tp_it_{}", random_word(10));
+        sqlx::raw_sql(&format!("CREATE DATABASE {control_db}"))
+            .execute(&admin)
+            .await?;
+        let control_plane_url = format!("{PG}/{control_db}");
+        let harness_databases = vec![control_db];
+        let store = match Store::connect(&control_plane_url, 2).await {
+            Ok(store) => store,
+            Err(e) => {
+                drop_all(&admin, &harness_databases, &[]).await;
+                return Err(e);
+            }
+        };
+
+        let runtime_dir = PathBuf::from(format!("/tmp/tpw-{}", random_word(6)));
+        std::fs::create_dir_all(&runtime_dir)?;
+        let mut secret_key = [0u8; 32];
+        secret_key.copy_from_slice(&uuid::Uuid::new_v4().as_bytes().repeat(2));
+        let cfg = ActivitiesConfig {
+            control_plane_url,
+            storage_admin_url: format!("{PG}/postgres"),
+            storage_host: "127.0.0.1".into(),
+            storage_port: 5432,
+            domain: "tenants.localhost".into(),
+            public_https_port: 8443,
+            platform_http_port: unused_port().await,
+            caddy_admin_url: "http://127.0.0.1:2019".into(),
+            runtime_dir,
+            tenant_service_bin,
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 1025,
+            mail_from: "platform@example.com".into(),
+            console_url: "http://127.0.0.1:8080".into(),
+            secret_key: secret_key.to_vec(),
+            fail_phase: None,
+        };
+        cfg.check().map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            cfg: Arc::new(cfg),
+            store,
+            admin,
+            databases: Mutex::new(harness_databases),
+            roles: Mutex::new(Vec::new()),
+            pids: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A tenant with fresh random names; its storage is dropped at the end in any case.
+    fn tenant(&self, plan: &str) -> TenantSpec {
+        let (org, slug) = (
+            format!("o{}", random_word(8)),
+            format!("s{}", random_word(8)),
+        );
+        let request = TenantRequest {
+            org: org.clone(),
+            slug: slug.clone(),
+            plan: plan.into(),
+            first_admin_email: "admin@example.com".into(),
+            name: Some(format!("shop-{}", random_word(4))),
+        };
+        let request = validate(&request, PLANS).expect("a valid request");
+        let names = TenantKey::new(org, slug).derive(&self.cfg.domain);
+        self.databases.lock().unwrap().push(names.database.clone());
+        self.roles.lock().unwrap().push(names.role.clone());
+        TenantSpec {
+            request,
+            names,
+            incarnation: 1,
+            requested_by: "storage-workload-test".into(),
+        }
+    }
+
+    async fn storage(&self) -> Storage {
+        Storage::new(self.cfg.clone(), self.store.clone())
+            .await
+            .expect("storage driver")
+    }
+
+    /// A login role that is not the tenant's, dropped at the end.
+    async fn other_role(&self) -> String {
+        let role = format!("t_other_{}", random_word(8));
+        self.roles.lock().unwrap().push(role.clone());
+        sqlx::raw_sql(&format!("CREATE ROLE {role} LOGIN"))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+        role
+    }
+
+    fn track_pid(&self, pid: i32) {
+        self.pids.lock().unwrap().push(pid);
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        for pid in self.pids.lock().unwrap().drain(..) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+        let databases = std::mem::take(&mut *self.databases.lock().unwrap());
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap());
+        // Drop runs inside the test's runtime, which cannot block on itself.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = PgPool::connect(&format!("{PG}/postgres")).await {
+                    drop_all(&admin, &databases, &roles).await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join()
+        .ok();
+        let _ = std::fs::remove_dir_all(&self.cfg.runtime_dir);
+    }
+}
+
+async fn drop_all(admin: &PgPool, databases: &[String], roles: &[String]) {
+    for db in databases {
+        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            .execute(admin)
+            .await;
+    }
+    for role in roles {
+        let _ = sqlx::raw_sql(&format!("DROP ROLE IF EXISTS \"{role}\""))
+            .execute(admin)
+            .await;
+    }
+}
+
+/// The tenant-service binary, built once per test run unless given.
+fn service_bin() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("TP_TENANT_SERVICE_BIN") {
+            return PathBuf::from(path);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "tenant-service"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("running cargo build -p tenant-service");
+        assert!(status.success(), "cargo build -p tenant-service failed");
+        // This test runs from <target>/debug/deps; the binary lands in <target>/debug.
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("tenant-service");
+        assert!(
+            bin.exists(),
+            "no tenant-service binary at {}",
+            bin.display()
+        );
+        bin
+    })
+}
+
+/// A loopback port nothing listens on (bound once, then released).
+async fn unused_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Stands in for the edge's platform listener: every TCP connection is spliced to the
+/// workload's unix socket, Host header and all.
+async fn platform_listener(port: u16, socket: PathBuf) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                if let Ok(mut unix) = UnixStream::connect(&socket).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+            });
+        }
+    });
+}
+
+fn socket_path(cfg: &ActivitiesConfig, spec: &TenantSpec) -> PathBuf {
+    cfg.runtime_dir
+        .join("workloads")
+        .join(format!("{}.sock", spec.tenant_id().simple()))
+}
+
+fn pid_path(cfg: &ActivitiesConfig, spec: &TenantSpec) -> PathBuf {
+    cfg.runtime_dir
+        .join("workloads")
+        .join(format!("{}.pid", spec.tenant_id().simple()))
+}
+
+/// One HTTP/1.1 GET over a unix socket: (status, lower-cased head, body).
+async fn unix_get(socket: &Path, path: &str) -> Option<(u16, String, String)> {
+    let mut stream = UnixStream::connect(socket).await.ok()?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: test.tenants.localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut raw))
+        .await
+        .ok()?
+        .ok()?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head.to_ascii_lowercase(), body.to_owned()))
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// True when `verifier` (PostgreSQL's stored SCRAM-SHA-256 secret) was made from `password`.
+/// Written independently of the driver, and itself checked against PostgreSQL below.
+fn scram_matches(verifier: &str, password: &str) -> bool {
+    let Some(rest) = verifier.strip_prefix("SCRAM-SHA-256$") else {
+        return false;
+    };
+    let Some((params, keys)) = rest.split_once('$') else {
+        return false;
+    };
+    let Some((iterations, salt)) = params.split_once(':') else {
+        return false;
+    };
+    let Some((stored_key, _server_key)) = keys.split_once(':') else {
+        return false;
+    };
+    let (Ok(iterations), Ok(salt)) = (iterations.parse::<u32>(), BASE64.decode(salt)) else {
+        return false;
+    };
+    let hmac = |key: &[u8], data: &[u8]| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let mut block = salt.clone();
+    block.extend_from_slice(&[0, 0, 0, 1]);
+    let mut u = hmac(password.as_bytes(), &block);
+    let mut salted = u.clone();
+    for _ in 1..iterations {
+        u = hmac(password.as_bytes(), &u);
+        for (s, x) in salted.iter_mut().zip(&u) {
+            *s ^= x;
+        }
+    }
+    let client_key = hmac(&salted, b"Client Key");
+    BASE64.encode(Sha256::digest(&client_key)) == stored_key
+}
+
+async fn stored_verifier(admin: &PgPool, role: &str) -> String {
+    sqlx::query_scalar("SELECT rolpassword FROM pg_authid WHERE rolname = $1")
+        .bind(role)
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+/// Allocating twice adopts, the role has the derived password and the plan's connection
+/// limit, only the tenant's role may connect, and releasing twice leaves nothing behind.
+#[tokio::test]
+async fn storage_allocates_adopts_isolates_and_releases() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let spec = h.tenant("free");
+    let storage = h.storage().await;
+    assert!(!storage.exists(&spec).await.unwrap());
+
+    let first = storage.allocate(&spec).await.unwrap();
+    assert_eq!(first.kind, ResourceKind::Storage);
+    assert_eq!(first.name, spec.names.database);
+    assert!(!first.adopted);
+    let second = storage.allocate(&spec).await.unwrap();
+    assert!(
+        second.adopted,
+        "the second allocation must adopt what the first made"
+    );
+    assert!(storage.exists(&spec).await.unwrap());
+
+    // Ownership markers, owner and the free plan's connection limit.
+    let marker = format!("tenant:{}", spec.tenant_id());
+    let (db_comment, owner): (Option<String>, String) = sqlx::query_as(
+        "SELECT shobj_description(oid, 'pg_database'), pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+    )
+    .bind(&spec.names.database)
+    .fetch_one(&h.admin)
+    .await
+    .unwrap();
+    assert_eq!(db_comment.as_deref(), Some(marker.as_str()));
+    assert_eq!(owner, spec.names.role);
+    let (role_comment, limit, superuser): (Option<String>, i32, bool) = sqlx::query_as(
+        "SELECT shobj_description(oid, 'pg_authid'), rolconnlimit, rolsuper FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(&spec.names.role)
+    .fetch_one(&h.admin)
+    .await
+    .unwrap();
+    assert_eq!(role_comment.as_deref(), Some(marker.as_str()));
+    assert_eq!(limit, 5, "the free plan's db_connection_limit");
+    assert!(!superuser);
+
+    // The server trusts loopback here, so a login proves nothing about the password: check
+    // the stored verifier instead, with a checker that PostgreSQL's own verifier validates.
+    let password = secrets::derive(
+        &h.cfg.secret_key,
+        spec.tenant_id(),
+        1,
+        Purpose::DatabasePassword,
+    );
+    let verifier = stored_verifier(&h.admin, &spec.names.role).await;
+    assert!(
+        scram_matches(&verifier, password.expose()),
+        "stored verifier does not match the derived password"
+    );
+    let next_incarnation = secrets::derive(
+        &h.cfg.secret_key,
+        spec.tenant_id(),
+        2,
+        Purpose::DatabasePassword,
+    );
+    assert!(!scram_matches(&verifier, next_incarnation.expose()));
+    let probe_role = h.other_role().await;
+    sqlx::raw_sql(&format!(
+        "SET password_encryption = 'scram-sha-256'; ALTER ROLE {probe_role} PASSWORD 'pencil-probe'"
+    ))
+    .execute(&h.admin)
+    .await
+    .unwrap();
+    let native = stored_verifier(&h.admin, &probe_role).await;
+    assert!(scram_matches(&native, "pencil-probe") && !scram_matches(&native, "pencil-probf"));
+
+    // The workload's URL reaches the tenant's database as the tenant's role.
+    let url = storage.connection_url(&spec);
+    assert_eq!(
+        url.expose(),
+        format!(
+            "postgres://{}:{}@127.0.0.1:5432/{}",
+            spec.names.role,
+            password.expose(),
+            spec.names.database
+        )
+    );
+    assert_eq!(format!("{url:?}"), "Secret(..)");
+    let mut tenant_conn = PgConnection::connect(url.expose()).await.unwrap();
+    let (user, db): (String, String) =
+        sqlx::query_as("SELECT current_user::text, current_database()::text")
+            .fetch_one(&mut tenant_conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        (user.as_str(), db.as_str()),
+        (spec.names.role.as_str(), spec.names.database.as_str())
+    );
+    sqlx::query("CREATE TABLE owned_by_tenant (id int)")
+        .execute(&mut tenant_conn)
+        .await
+        .unwrap();
+
+    // Any other role is refused at connect time.
+    let other = h.other_role().await;
+    let refused = PgConnection::connect(&format!(
+        "postgres://{other}@127.0.0.1:5432/{}",
+        spec.names.database
+    ))
+    .await
+    .expect_err("a role that is not the tenant's must not connect");
+    let code = refused
+        .as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.into_owned());
+    assert_eq!(code.as_deref(), Some("42501"), "{refused}");
+    // ...while the same role can connect where PUBLIC still may, so the refusal is the grant.
+    PgConnection::connect(&format!("postgres://{other}@127.0.0.1:5432/postgres"))
+        .await
+        .unwrap();
+
+    // Release ends the open session, and is idempotent.
+    storage.release(&spec).await.unwrap();
+    assert!(!storage.exists(&spec).await.unwrap());
+    assert!(
+        sqlx::query("SELECT 1")
+            .execute(&mut tenant_conn)
+            .await
+            .is_err(),
+        "session survived the drop"
+    );
+    storage.release(&spec).await.unwrap();
+    assert!(!storage.exists(&spec).await.unwrap());
+}
+
+/// A role or database of the tenant's name that is not marked as this tenant's is neither
+/// adopted nor dropped.
+#[tokio::test]
+async fn storage_refuses_and_keeps_objects_it_does_not_own() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let storage = h.storage().await;
+
+    // A role marked for another tenant.
+    let spec = h.tenant("growth");
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE \"{role}\" LOGIN; COMMENT ON ROLE \"{role}\" IS 'tenant:00000000-0000-0000-0000-000000000001'",
+        role = spec.names.role
+    ))
+    .execute(&h.admin)
+    .await
+    .unwrap();
+    match storage.allocate(&spec).await {
+        Err(StepError::Permanent { kind, message }) => {
+            assert_eq!(kind, "NameTaken");
+            assert!(message.contains(&spec.names.role), "{message}");
+        }
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    storage.release(&spec).await.unwrap();
+    let role_left: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(&spec.names.role)
+            .fetch_one(&h.admin)
+            .await
+            .unwrap();
+    assert!(
+        role_left,
+        "release dropped a role that belongs to someone else"
+    );
+
+    // An unmarked database someone made by hand: the role is created (and is ours), the
+    // database is refused; release drops our role and leaves the database.
+    let spec = h.tenant("growth");
+    sqlx::raw_sql(&format!("CREATE DATABASE \"{}\"", spec.names.database))
+        .execute(&h.admin)
+        .await
+        .unwrap();
+    let err = storage
+        .allocate(&spec)
+        .await
+        .expect_err("an unmarked database must not be adopted");
+    assert_eq!(err.kind(), "NameTaken", "{err}");
+    let limit: i32 = sqlx::query_scalar("SELECT rolconnlimit FROM pg_roles WHERE rolname = $1")
+        .bind(&spec.names.role)
+        .fetch_one(&h.admin)
+        .await
+        .unwrap();
+    assert_eq!(limit, 20, "the growth plan's db_connection_limit");
+    storage.release(&spec).await.unwrap();
+    let (db_left, role_left): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1), EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $2)",
+    )
+    .bind(&spec.names.database)
+    .bind(&spec.names.role)
+    .fetch_one(&h.admin)
+    .await
+    .unwrap();
+    assert!(
+        db_left,
+        "release dropped a database that belongs to someone else"
+    );
+    assert!(!role_left, "release left the tenant's own role behind");
+}
+
+/// Two allocations racing for the same tenant never fail permanently, and a retry after the
+/// race adopts the one role and database that exist.
+#[tokio::test]
+async fn concurrent_allocations_converge() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let (a, b) = (h.storage().await, h.storage().await);
+    for _ in 0..3 {
+        let spec = h.tenant("enterprise");
+        let (ra, rb) = tokio::join!(a.allocate(&spec), b.allocate(&spec));
+        for result in [&ra, &rb] {
+            if let Err(e) = result {
+                assert!(
+                    matches!(e, StepError::Transient(_)),
+                    "a race must be retryable: {e}"
+                );
+            }
+        }
+        assert!(
+            ra.is_ok() || rb.is_ok(),
+            "one of two racing allocations must succeed"
+        );
+        let retry = a.allocate(&spec).await.unwrap();
+        assert!(retry.adopted);
+        a.release(&spec).await.unwrap();
+        assert!(!a.exists(&spec).await.unwrap());
+    }
+}
+
+/// The service answers on its socket, names its tenant on every response, holds the lock so
+/// a second copy exits with code 3, and removes its socket on SIGTERM.
+#[tokio::test]
+async fn tenant_service_serves_and_a_second_copy_exits_3() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let spec = h.tenant("free");
+    let storage = h.storage().await;
+    storage.allocate(&spec).await.unwrap();
+    let url = storage.connection_url(&spec);
+    let dir = h.cfg.runtime_dir.join("workloads");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let start = |socket: &Path, log: &str| {
+        let log = std::fs::File::create(dir.join(log)).unwrap();
+        let child = std::process::Command::new(service_bin())
+            .env_clear()
+            .env("TENANT_ID", spec.tenant_id().to_string())
+            .env("TENANT_HOST", &spec.names.host)
+            .env("TENANT_NAME", &spec.request.name)
+            .env("TENANT_ORG", &spec.request.org)
+            .env("TENANT_SLUG", &spec.request.slug)
+            .env("TENANT_SOCKET", socket)
+            .env("DATABASE_URL", url.expose())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        h.track_pid(child.id() as i32);
+        child
+    };
+
+    let socket = dir.join("first.sock");
+    let mut first = start(&socket, "first.log");
+    wait_until(
+        "the first copy is ready",
+        Duration::from_secs(30),
+        || async { matches!(unix_get(&socket, "/healthz/ready").await, Some((200, _, _))) },
+    )
+    .await;
+    let (_, head, body) = unix_get(&socket, "/healthz/ready").await.unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["tenant_id"], spec.tenant_id().to_string());
+    assert_eq!(ready["host"], spec.names.host);
+    assert_eq!(ready["ready"], true);
+    assert!(
+        head.contains(&format!("x-tenant-id: {}", spec.tenant_id())),
+        "{head}"
+    );
+    let (status, head, body) = unix_get(&socket, "/").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!("{} is up", spec.request.name)),
+        "{body}"
+    );
+    assert!(body.contains(&spec.names.host), "{body}");
+    assert!(
+        head.contains(&format!("x-tenant-id: {}", spec.tenant_id())),
+        "{head}"
+    );
+    let (status, head, _) = unix_get(&socket, "/nowhere").await.unwrap();
+    assert_eq!(status, 404);
+    assert!(head.contains("x-tenant-id"), "{head}");
+    assert_eq!(unix_get(&socket, "/healthz/live").await.unwrap().2, "ok");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666);
+
+    // The second copy must give up on the lock before binding anything.
+    let second_socket = dir.join("second.sock");
+    let mut second = start(&second_socket, "second.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second copy did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(3), "second copy: {status}");
+    assert!(!second_socket.exists(), "the second copy bound its socket");
+    let second_log = std::fs::read_to_string(dir.join("second.log")).unwrap();
+    assert!(second_log.contains("another copy"), "{second_log}");
+    assert!(first.try_wait().unwrap().is_none(), "the first copy died");
+    assert!(matches!(
+        unix_get(&socket, "/healthz/ready").await,
+        Some((200, _, _))
+    ));
+
+    // One recorded start, within the connection budget, and no password in the logs.
+    let mut conn = PgConnection::connect(url.expose()).await.unwrap();
+    let starts: i64 = sqlx::query_scalar("SELECT count(*) FROM service_starts")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(starts, 1);
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&spec.names.role)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        (1..=3).contains(&sessions),
+        "the service holds {sessions} connections"
+    );
+    conn.close().await.unwrap();
+    let password = url_password(&url);
+    for log in ["first.log", "second.log"] {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap();
+        assert!(
+            !text.contains(password),
+            "{log} contains the database password"
+        );
+    }
+
+    // SIGTERM: a clean exit that removes the socket.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the service ignored SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "the socket outlived the service");
+
+    storage.release(&spec).await.unwrap();
+}
+
+fn url_password(url: &Secret) -> &str {
+    let userinfo = url
+        .expose()
+        .split_once("://")
+        .unwrap()
+        .1
+        .split_once('@')
+        .unwrap()
+        .0;
+    userinfo.split_once(':').unwrap().1
+}
+
+/// Deploy starts one service in a session of its own with only the tenant's environment,
+/// adopts it when it is already ready, replaces it after a crash, and release stops it.
+#[tokio::test]
+async fn deploy_adopts_restarts_and_release_stops() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let spec = h.tenant("free");
+    let storage = h.storage().await;
+    storage.allocate(&spec).await.unwrap();
+    let url = storage.connection_url(&spec);
+    platform_listener(h.cfg.platform_http_port, socket_path(&h.cfg, &spec)).await;
+    let workloads = Workloads::new(h.cfg.clone());
+    assert!(workloads.running_pids(&spec).is_empty());
+
+    let beats = AtomicUsize::new(0);
+    let heartbeat = || {
+        beats.fetch_add(1, Ordering::SeqCst);
+    };
+    let first = workloads.deploy(&spec, &url, &heartbeat).await.unwrap();
+    assert_eq!(first.kind, ResourceKind::Workload);
+    assert_eq!(first.name, spec.names.workload);
+    assert!(!first.adopted);
+    assert!(beats.load(Ordering::SeqCst) >= 2);
+    let pids = workloads.running_pids(&spec);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let pid = pids[0];
+    h.track_pid(pid);
+    let recorded: i32 = std::fs::read_to_string(pid_path(&h.cfg, &spec))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(recorded, pid);
+
+    // Its own session, so killing the worker's group or terminal does not reach it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    assert_eq!(fields[3], pid.to_string(), "session id");
+    assert_eq!(fields[2], pid.to_string(), "process group");
+    // The database URL is in the environment only, and nothing of the worker's leaks in.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(url_password(&url)));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut keys: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            String::from_utf8_lossy(kv)
+                .split('=')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .filter(|k| k != "RUST_LOG")
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "DATABASE_URL",
+            "TENANT_HOST",
+            "TENANT_ID",
+            "TENANT_NAME",
+            "TENANT_ORG",
+            "TENANT_SLUG",
+            "TENANT_SOCKET"
+        ]
+    );
+
+    let again = workloads.deploy(&spec, &url, &heartbeat).await.unwrap();
+    assert!(again.adopted, "a ready service must be adopted");
+    assert_eq!(
+        workloads.running_pids(&spec),
+        vec![pid],
+        "deploy started a second copy"
+    );
+
+    let home = workloads.platform_get(&spec, "/").await.unwrap();
+    assert_eq!(home.status(), 200);
+    assert_eq!(
+        home.headers()["x-tenant-id"],
+        spec.tenant_id().to_string().as_str()
+    );
+    assert!(home.text().await.unwrap().contains("is up"));
+
+    // A crashed service (stale socket and pid file left behind) is replaced.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    wait_until(
+        "the killed service is gone",
+        Duration::from_secs(10),
+        || async { workloads.running_pids(&spec).is_empty() },
+    )
+    .await;
+    assert!(
+        socket_path(&h.cfg, &spec).exists(),
+        "a killed service leaves its socket"
+    );
+    let replaced = workloads.deploy(&spec, &url, &heartbeat).await.unwrap();
+    assert!(!replaced.adopted);
+    let pids = workloads.running_pids(&spec);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    assert_ne!(pids[0], pid);
+    h.track_pid(pids[0]);
+
+    workloads.release(&spec).await.unwrap();
+    assert!(workloads.running_pids(&spec).is_empty());
+    assert!(!socket_path(&h.cfg, &spec).exists());
+    assert!(!pid_path(&h.cfg, &spec).exists());
+    workloads.release(&spec).await.unwrap();
+    assert!(
+        workloads
+            .platform_get(&spec, "/healthz/ready")
+            .await
+            .is_err()
+    );
+
+    let mut conn = PgConnection::connect(url.expose()).await.unwrap();
+    let starts: i64 = sqlx::query_scalar("SELECT count(*) FROM service_starts")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(starts, 2, "one start per deploy that was not adopted");
+    conn.close().await.unwrap();
+    storage.release(&spec).await.unwrap();
+}
+
+/// A copy that is still starting (named by the pid file, not yet ready) is waited for, not
+/// duplicated.
+#[tokio::test]
+async fn deploy_waits_for_a_copy_that_is_still_starting() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let spec = h.tenant("free");
+    let storage = h.storage().await;
+    storage.allocate(&spec).await.unwrap();
+    let url = storage.connection_url(&spec);
+    let socket = socket_path(&h.cfg, &spec);
+    platform_listener(h.cfg.platform_http_port, socket.clone()).await;
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+
+    // A copy started by an earlier (now dead) worker attempt.
+    let mut child = std::process::Command::new(service_bin())
+        .env_clear()
+        .env("TENANT_ID", spec.tenant_id().to_string())
+        .env("TENANT_HOST", &spec.names.host)
+        .env("TENANT_NAME", &spec.request.name)
+        .env("TENANT_ORG", &spec.request.org)
+        .env("TENANT_SLUG", &spec.request.slug)
+        .env("TENANT_SOCKET", &socket)
+        .env("DATABASE_URL", url.expose())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    h.track_pid(pid);
+    std::fs::write(pid_path(&h.cfg, &spec), format!("{pid}\n")).unwrap();
+
+    let workloads = Workloads::new(h.cfg.clone());
+    let allocation = workloads.deploy(&spec, &url, &|| {}).await.unwrap();
+    assert!(
+        allocation.adopted,
+        "deploy must wait for the starting copy, not start its own"
+    );
+    assert_eq!(workloads.running_pids(&spec), vec![pid]);
+
+    workloads.release(&spec).await.unwrap();
+    assert!(workloads.running_pids(&spec).is_empty());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "the adopted copy did not stop cleanly on SIGTERM: {status}"
+    );
+    storage.release(&spec).await.unwrap();
+}
+
+/// A service that exits at once fails the deploy as retryable, quoting its log without the
+/// database URL or password.
+#[tokio::test]
+async fn deploy_reports_a_crashing_service_without_its_secrets() {
+    let _serial = one_at_a_time().await;
+    let script_dir = std::env::temp_dir().join(format!("tpw-crash-{}", random_word(6)));
+    std::fs::create_dir_all(&script_dir).unwrap();
+    let script = script_dir.join("crashing-service");
+    let mut file = std::fs::File::create(&script).unwrap();
+    writeln!(
+        file,
+        "#!/bin/sh\necho \"cannot reach $DATABASE_URL: gave up\" >&2\nexit 7"
+    )
+    .unwrap();
+    drop(file);
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let h = Harness::with_service_bin(script.clone()).await.unwrap();
+    let spec = h.tenant("free");
+    let workloads = Workloads::new(h.cfg.clone());
+    let url = Secret::new(format!(
+        "postgres://{}:hunter2secret@127.0.0.1:5432/{}",
+        spec.names.role, spec.names.database
+    ));
+    let err = workloads
+        .deploy(&spec, &url, &|| {})
+        .await
+        .expect_err("a crashing service cannot be ready");
+    let message = err.to_string();
+    assert!(matches!(err, StepError::Transient(_)), "{message}");
+    assert!(message.contains("exited with code 7"), "{message}");
+    assert!(message.contains("gave up"), "{message}");
+    assert!(!message.contains("hunter2secret"), "{message}");
+    assert!(
+        !message.contains(&format!("{}:", spec.names.role)),
+        "{message}"
+    );
+    assert!(workloads.running_pids(&spec).is_empty());
+    assert!(
+        !pid_path(&h.cfg, &spec).exists(),
+        "the pid file outlived the crash"
+    );
+    let _ = std::fs::remove_dir_all(&script_dir);
+}

@@ -1,0 +1,484 @@
+//! The tenant resource: create (accept and start the saga), show, list, and its audit feed.
+//!
+//! Creating follows one order: authenticate, check the caller's role, validate with the
+//! domain's rule, reserve the slot in the store, start the saga. Nothing is written before
+//! validation passes, and nothing is allocated here at all: the saga owns allocation.
+//! The resource types are shared with the CLI, which reads what these handlers write.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+use tenant_domain::{TenantKey, TenantRequest, TenantSpec, TenantState, TenantStatus, validate};
+use tenant_store::access::Principal;
+use tenant_store::{AcceptError, AcceptOutcome, AuditEvent, ResourceRow, TenantRow};
+use uuid::Uuid;
+
+use super::{Access, ApiConfig, ApiError, ApiPath, ApiQuery, AppState, Caller, ENGINE_TIMEOUT, JsonBody, authorize};
+
+/// Most tenants one list page returns.
+pub const MAX_PAGE: u32 = 100;
+/// Most audit events one request returns.
+pub const MAX_EVENTS_PAGE: u32 = 1000;
+
+/// What the console and the CLI send to create a tenant; the organisation is in the path.
+///
+/// Missing fields default to empty so the domain rule reports every one of them at once,
+/// with the same codes the saga would use.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreateTenantBody {
+    pub slug: String,
+    pub plan: String,
+    pub first_admin_email: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A tenant as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantResource {
+    pub id: Uuid,
+    pub org: String,
+    pub slug: String,
+    pub name: String,
+    pub plan: String,
+    pub first_admin_email: String,
+    pub host: String,
+    /// Where the tenant is served once active.
+    pub url: String,
+    pub state: String,
+    pub phase: Option<String>,
+    pub incarnation: i32,
+    pub workflow_id: String,
+    pub run_id: Option<String>,
+    pub last_error: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub links: TenantLinks,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantLinks {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub events: String,
+    /// The tenant's workflow in the Temporal Web UI, for inspecting a stuck saga.
+    pub temporal_ui: String,
+}
+
+/// One tenant with its resource ledger and, when Temporal answers, the workflow's view.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantDetail {
+    #[serde(flatten)]
+    pub tenant: TenantResource,
+    #[serde(default)]
+    pub resources: Vec<ResourceView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<TenantStatus>,
+}
+
+/// One allocation from the ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceView {
+    pub kind: String,
+    pub name: String,
+    pub incarnation: i32,
+    pub allocated_at: DateTime<Utc>,
+    pub released_at: Option<DateTime<Utc>>,
+}
+
+/// A page of tenants; pass `next_after` as `after` to get the next one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantPage {
+    pub items: Vec<TenantResource>,
+    pub next_after: Option<String>,
+}
+
+/// One audit event. `id` orders the feed: pass the last one seen as `after` to resume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    pub id: i64,
+    pub incarnation: i32,
+    pub run_id: String,
+    pub kind: String,
+    pub phase: Option<String>,
+    pub attempt: Option<i32>,
+    pub state: Option<String>,
+    pub actor: String,
+    pub message: String,
+    pub detail: Option<serde_json::Value>,
+    pub at: DateTime<Utc>,
+}
+
+/// Query of the list endpoint; parsed by hand so each bad value is a field error.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListParams {
+    pub state: Option<String>,
+    pub limit: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Query of the events endpoint.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventParams {
+    pub after: Option<String>,
+    pub limit: Option<String>,
+}
+
+/// Characters escaped in one URL path segment (org, slug, workflow id).
+pub const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+impl TenantResource {
+    pub fn from_row(row: &TenantRow, config: &ApiConfig) -> Self {
+        let self_link = format!("/api/v1/organizations/{}/tenants/{}", row.org_slug, row.slug);
+        let url = match config.public_https_port {
+            443 => format!("https://{}", row.host),
+            port => format!("https://{}:{port}", row.host),
+        };
+        let temporal_ui = format!(
+            "{}/namespaces/{}/workflows/{}",
+            config.temporal_ui_url,
+            utf8_percent_encode(&config.temporal_namespace, PATH_SEGMENT),
+            utf8_percent_encode(&row.workflow_id, PATH_SEGMENT),
+        );
+        Self {
+            id: row.id,
+            org: row.org_slug.clone(),
+            slug: row.slug.clone(),
+            name: row.name.clone(),
+            plan: row.plan.clone(),
+            first_admin_email: row.first_admin_email.clone(),
+            host: row.host.clone(),
+            url,
+            state: row.state.clone(),
+            phase: row.phase.clone(),
+            incarnation: row.incarnation,
+            workflow_id: row.workflow_id.clone(),
+            run_id: row.run_id.clone(),
+            last_error: row.last_error.clone(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            links: TenantLinks { events: format!("{self_link}/events"), self_: self_link, temporal_ui },
+        }
+    }
+}
+
+impl From<ResourceRow> for ResourceView {
+    fn from(row: ResourceRow) -> Self {
+        Self {
+            kind: row.kind,
+            name: row.name,
+            incarnation: row.incarnation,
+            allocated_at: row.allocated_at,
+            released_at: row.released_at,
+        }
+    }
+}
+
+impl From<AuditEvent> for EventView {
+    fn from(event: AuditEvent) -> Self {
+        Self {
+            id: event.id,
+            incarnation: event.incarnation,
+            run_id: event.run_id,
+            kind: event.kind,
+            phase: event.phase,
+            attempt: event.attempt,
+            state: event.state,
+            actor: event.actor,
+            message: event.message,
+            detail: event.detail,
+            at: event.at,
+        }
+    }
+}
+
+/// `POST /api/v1/organizations/{org_id}/tenants`: 202 for a new tenant (or incarnation),
+/// 200 for an identical repeat, 409 for a held slot or a full quota.
+#[tracing::instrument(name = "tenants_create", skip_all, fields(org = %org_id, caller = %caller.name, slug))]
+pub async fn tenants_create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    authorize(&state, &caller, &org_id, Access::Manage).await?;
+
+    let body: CreateTenantBody = body.parse()?;
+    tracing::Span::current().record("slug", body.slug.as_str());
+    let request = TenantRequest {
+        org: org_id.clone(),
+        slug: body.slug,
+        plan: body.plan,
+        first_admin_email: body.first_admin_email,
+        name: body.name,
+    };
+    let plans = state.store().plan_names().await?;
+    let plans: Vec<&str> = plans.iter().map(String::as_str).collect();
+    let valid = validate(&request, &plans).map_err(ApiError::invalid_fields)?;
+
+    let names = TenantKey::new(&valid.org, &valid.slug).derive(&state.config().domain);
+    let violations = names.limit_violations();
+    if !violations.is_empty() {
+        // The domain is checked at start-up, so this is a configuration bug, not bad input.
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "derived names break system limits: {}",
+            violations.join("; ")
+        )));
+    }
+
+    let (row, created) = match state.store().accept_tenant(&valid, &names, &caller.name).await {
+        Ok(AcceptOutcome::Accepted(row)) => (row, true),
+        Ok(AcceptOutcome::Existing(row)) => (row, false),
+        Err(refused) => return Err(refusal(&state, &caller, refused).await),
+    };
+    let spec = TenantSpec {
+        request: valid,
+        names,
+        incarnation: row.incarnation,
+        // The original requester, so a repeat starts the very same workflow input.
+        requested_by: row.requested_by.clone(),
+    };
+    let row = start_saga(&state, row, &spec, created).await?;
+
+    let resource = TenantResource::from_row(&row, state.config());
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let location = HeaderValue::from_str(&resource.links.self_).ok();
+    let mut response = (status, Json(resource)).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Starts (or finds) the tenant's workflow and records its run id. A failure leaves the
+/// accepted row in place: an identical retry finds it and starts the workflow then.
+async fn start_saga(state: &AppState, mut row: TenantRow, spec: &TenantSpec, created: bool) -> Result<TenantRow, ApiError> {
+    let started = match state.engine() {
+        None => Err("no workflow engine connected".to_owned()),
+        Some(engine) => match tokio::time::timeout(ENGINE_TIMEOUT, engine.start(spec)).await {
+            Ok(Ok(run_id)) => Ok(run_id),
+            Ok(Err(err)) => Err(format!("{err:#}")),
+            Err(_) => Err(format!("no answer within {ENGINE_TIMEOUT:?}")),
+        },
+    };
+    match started {
+        Ok(run_id) => {
+            if row.run_id.as_deref() != Some(run_id.as_str()) {
+                state.store().set_run_id(row.id, row.incarnation, &run_id).await?;
+                row.run_id = Some(run_id);
+            }
+            tracing::info!(
+                tenant = %row.id,
+                workflow_id = %row.workflow_id,
+                run_id = row.run_id.as_deref(),
+                incarnation = row.incarnation,
+                created,
+                "tenant saga started"
+            );
+            Ok(row)
+        }
+        // A repeat of a request whose workflow is known to run needs no engine to answer.
+        Err(cause) if !created && row.run_id.is_some() => {
+            tracing::warn!(tenant = %row.id, %cause, "workflow engine unavailable; answering a repeat from the store");
+            Ok(row)
+        }
+        Err(cause) => Err(ApiError::Unavailable {
+            detail: "workflow engine unavailable, retry the request; it is idempotent".into(),
+            cause,
+        }),
+    }
+}
+
+/// Turns a refused slot into a 409, naming another organisation's tenant only to callers
+/// who may see that organisation.
+async fn refusal(state: &AppState, caller: &Principal, refused: AcceptError) -> ApiError {
+    match refused {
+        AcceptError::KeyHeld { org, slug } => ApiError::Conflict(format!(
+            "tenant {slug} already exists in organisation {org} with a different request; \
+             repeat the original request, or choose another slug"
+        )),
+        AcceptError::LabelHeld { label, holder_org, holder_slug } => {
+            let visible = caller.platform_operator
+                || match state.store().role_in(caller.id, &holder_org).await {
+                    Ok(role) => role.is_some(),
+                    Err(err) => return err.into(),
+                };
+            if visible {
+                ApiError::Conflict(format!(
+                    "host name label {label} taken by tenant {holder_slug} of organisation {holder_org}; \
+                     choose another slug"
+                ))
+            } else {
+                ApiError::Conflict(format!("host name label {label} taken; choose another slug"))
+            }
+        }
+        refused @ AcceptError::QuotaReached { .. } => ApiError::QuotaExceeded(refused.to_string()),
+        AcceptError::Database(err) => err.into(),
+    }
+}
+
+/// `GET /api/v1/organizations/{org_id}/tenants/{slug}`: any role may read.
+#[tracing::instrument(name = "tenants_show", skip_all, fields(org = %org_id, slug = %slug, caller = %caller.name))]
+pub async fn tenants_show(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug)): ApiPath<(String, String)>,
+) -> Result<Json<TenantDetail>, ApiError> {
+    authorize(&state, &caller, &org_id, Access::Read).await?;
+    let row = find_tenant(&state, &org_id, &slug).await?;
+
+    let resources = state.store().resources(row.id).await?.into_iter().map(ResourceView::from).collect();
+    let live = live_status(&state, &row.workflow_id).await;
+
+    Ok(Json(TenantDetail { tenant: TenantResource::from_row(&row, state.config()), resources, live }))
+}
+
+/// The workflow's own view; absent when Temporal does not answer, which a read tolerates.
+async fn live_status(state: &AppState, workflow_id: &str) -> Option<TenantStatus> {
+    let engine = state.engine()?;
+    match tokio::time::timeout(ENGINE_TIMEOUT / 3, engine.status(workflow_id)).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(err)) => {
+            tracing::warn!(workflow_id, error = format!("{err:#}"), "workflow status query failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(workflow_id, "workflow status query timed out");
+            None
+        }
+    }
+}
+
+/// `GET /api/v1/organizations/{org_id}/tenants?state=&limit=&after=`, ordered by slug.
+#[tracing::instrument(name = "tenants_list", skip_all, fields(org = %org_id, caller = %caller.name))]
+pub async fn tenants_list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(org_id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<TenantPage>, ApiError> {
+    authorize(&state, &caller, &org_id, Access::Read).await?;
+    let filter = match params.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(TenantState::parse(s).ok_or_else(|| {
+            ApiError::field(
+                "state",
+                "unknown_state",
+                "state must be one of provisioning, active, suspended, compensating, failed, \
+                 decommissioning, decommissioned",
+            )
+        })?),
+    };
+    let limit = parse_limit(params.limit.as_deref(), 50, MAX_PAGE)?;
+
+    // One extra row tells whether another page follows.
+    let mut rows = state
+        .store()
+        .list_tenants(&org_id, filter, params.after.as_deref().filter(|a| !a.is_empty()), i64::from(limit) + 1)
+        .await?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_after = if more { rows.last().map(|r| r.slug.clone()) } else { None };
+    let items = rows.iter().map(|r| TenantResource::from_row(r, state.config())).collect();
+    Ok(Json(TenantPage { items, next_after }))
+}
+
+/// `GET /api/v1/organizations/{org_id}/tenants/{slug}/events?after=&limit=`: the audit
+/// feed of every incarnation, oldest first.
+#[tracing::instrument(name = "tenants_events", skip_all, fields(org = %org_id, slug = %slug, caller = %caller.name))]
+pub async fn tenants_events(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<EventParams>,
+) -> Result<Json<Vec<EventView>>, ApiError> {
+    authorize(&state, &caller, &org_id, Access::Read).await?;
+    let after = match params.after.as_deref() {
+        None | Some("") => 0,
+        Some(a) => a
+            .parse::<i64>()
+            .ok()
+            .filter(|a| *a >= 0)
+            .ok_or_else(|| ApiError::field("after", "invalid", "after must be the id of an event (a number >= 0)"))?,
+    };
+    let limit = parse_limit(params.limit.as_deref(), 100, MAX_EVENTS_PAGE)?;
+    let row = find_tenant(&state, &org_id, &slug).await?;
+
+    let events = state.store().events(row.id, after, i64::from(limit)).await?;
+    Ok(Json(events.into_iter().map(EventView::from).collect()))
+}
+
+async fn find_tenant(state: &AppState, org: &str, slug: &str) -> Result<TenantRow, ApiError> {
+    state
+        .store()
+        .tenant(org, slug)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("tenant {slug} not found in organisation {org}")))
+}
+
+fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match raw {
+        None | Some("") => Ok(default),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| ApiError::field("limit", "out_of_range", format!("limit must be a number from 1 to {max}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> TenantRow {
+        let names = TenantKey::new("acme", "prod").derive("tenants.localhost");
+        TenantRow {
+            id: names.tenant_id,
+            org_slug: "acme".into(),
+            slug: "prod".into(),
+            label: names.label,
+            host: names.host,
+            name: "prod".into(),
+            plan: "growth".into(),
+            first_admin_email: "a@example.com".into(),
+            state: "provisioning".into(),
+            phase: None,
+            incarnation: 1,
+            workflow_id: names.workflow_id,
+            run_id: None,
+            requested_by: "alice".into(),
+            last_error: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn resource_links_and_url() {
+        let resource = TenantResource::from_row(&row(), &ApiConfig::default());
+        assert_eq!(resource.url, "https://prod-acme.tenants.localhost:8443");
+        assert_eq!(resource.links.self_, "/api/v1/organizations/acme/tenants/prod");
+        assert_eq!(resource.links.events, "/api/v1/organizations/acme/tenants/prod/events");
+        assert_eq!(
+            resource.links.temporal_ui,
+            "http://127.0.0.1:8233/namespaces/default/workflows/tenant%2Facme%2Fprod"
+        );
+        let json = serde_json::to_value(&resource).unwrap();
+        assert!(json["links"]["self"].is_string());
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(parse_limit(None, 50, 100).unwrap(), 50);
+        assert_eq!(parse_limit(Some("100"), 50, 100).unwrap(), 100);
+        assert!(parse_limit(Some("101"), 50, 100).is_err());
+        assert!(parse_limit(Some("0"), 50, 100).is_err());
+        assert!(parse_limit(Some("x"), 50, 100).is_err());
+    }
+}

@@ -1,0 +1,286 @@
+//! The `tenants` command: the operators' front door.
+//!
+//! Every command talks to the HTTP API, except `bootstrap`, which creates the first
+//! organisation (or a platform operator) and its token directly in the database. Data goes
+//! to stdout (a table, or `--output json`); progress and errors go to stderr. A token
+//! never appears in help texts, errors or progress output: only `bootstrap` prints one,
+//! once, to stdout.
+
+mod bootstrap;
+mod client;
+mod create;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+pub use client::{ApiClient, ClientError};
+pub use output::event_line;
+
+/// Exit status of a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// The request was refused, the tenant failed, or something broke.
+    Failure,
+    /// `create` stopped waiting; the saga carries on.
+    TimedOut,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failure => ExitCode::from(1),
+            Outcome::TimedOut => ExitCode::from(2),
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "tenants",
+    version,
+    about = "Provision and inspect tenants through the Tenant Provisioner API",
+    long_about = "Provision and inspect tenants through the Tenant Provisioner API.\n\n\
+        Start with `tenants bootstrap` to create an organisation and its owner's token, then \
+        `tenants create` to provision a tenant and follow its saga until it is active.\n\n\
+        The API token comes from --token, else TP_TOKEN, else ~/.config/tenant-provisioner/token."
+)]
+pub struct Cli {
+    /// Base URL of the Tenant Provisioner API
+    #[arg(long, env = "TP_API_URL", default_value = "http://127.0.0.1:8080", global = true, help_heading = "Global options")]
+    api_url: String,
+
+    /// API token; without one, ~/.config/tenant-provisioner/token is read
+    #[arg(long, env = "TP_TOKEN", hide_env_values = true, global = true, help_heading = "Global options")]
+    token: Option<String>,
+
+    /// How data written to stdout is formatted
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Table, global = true, help_heading = "Global options")]
+    output: OutputFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text
+    Table,
+    /// The API's JSON
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an organisation with its owner, or a platform operator, and print a token once
+    ///
+    /// Talks directly to the control-plane database (TP_DATABASE_URL) and brings its schema
+    /// up to date. The token is printed to stdout once; the database keeps only its SHA-256.
+    Bootstrap(BootstrapArgs),
+    /// Request a new tenant and follow its provisioning until it is active or failed
+    ///
+    /// The request is checked locally with the same rule the API and the saga apply; the
+    /// plan is checked by the API. Repeating an identical request is safe: it returns the
+    /// existing tenant. Exit status: 0 active, 1 refused or failed, 2 timed out.
+    Create(CreateArgs),
+    /// Show one tenant: state, phase, resources and the workflow's live view
+    Get(TenantArgs),
+    /// List the tenants of an organisation
+    List(ListArgs),
+    /// Print a tenant's audit feed, every incarnation, oldest first
+    Events(EventsArgs),
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("who").required(true).args(["org", "operator"])))]
+struct BootstrapArgs {
+    /// Slug of the organisation to create (lowercase words joined by dashes, at most 30)
+    #[arg(long, requires = "owner", conflicts_with = "operator")]
+    org: Option<String>,
+
+    /// Display name of the organisation [default: the slug]
+    #[arg(long, requires = "org")]
+    org_name: Option<String>,
+
+    /// Name of the principal who owns the new organisation
+    #[arg(long, requires = "org")]
+    owner: Option<String>,
+
+    /// Create a platform operator (may act in every organisation) with this name instead
+    #[arg(long)]
+    operator: Option<String>,
+
+    /// Control-plane database URL
+    #[arg(long, env = "TP_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+
+    /// Also write the token to ~/.config/tenant-provisioner/token (mode 0600)
+    #[arg(long)]
+    save_token: bool,
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Organisation slug that will own the tenant
+    #[arg(long)]
+    org: String,
+
+    /// Tenant slug: lowercase words joined by dashes, at most 30 characters
+    #[arg(long)]
+    slug: String,
+
+    /// Plan tier, e.g. free, growth or enterprise
+    #[arg(long)]
+    plan: String,
+
+    /// Email address of the tenant's first admin, who receives the welcome emails
+    #[arg(long = "first-admin", value_name = "EMAIL")]
+    first_admin: String,
+
+    /// Tenant name [default: the slug]
+    #[arg(long)]
+    name: Option<String>,
+
+    /// Return as soon as the request is accepted
+    #[arg(long)]
+    no_wait: bool,
+
+    /// Seconds to wait for the tenant to become active or failed
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    timeout: u64,
+}
+
+#[derive(Args)]
+struct TenantArgs {
+    /// Organisation slug
+    #[arg(long)]
+    org: String,
+
+    /// Tenant slug
+    slug: String,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Organisation slug
+    #[arg(long)]
+    org: String,
+
+    /// Only tenants in this state (provisioning, active, suspended, compensating, failed,
+    /// decommissioning, decommissioned)
+    #[arg(long)]
+    state: Option<String>,
+}
+
+#[derive(Args)]
+struct EventsArgs {
+    /// Organisation slug
+    #[arg(long)]
+    org: String,
+
+    /// Tenant slug
+    slug: String,
+
+    /// Only events after this event id
+    #[arg(long, default_value_t = 0)]
+    after: i64,
+}
+
+/// Parses the command line and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run(cli).await.into()
+}
+
+async fn run(cli: Cli) -> Outcome {
+    let format = cli.output;
+    if let Command::Bootstrap(args) = cli.command {
+        return bootstrap::bootstrap(args).await;
+    }
+    let token = match cli.token.filter(|t| !t.trim().is_empty()).or_else(read_token_file) {
+        Some(token) => token,
+        None => {
+            eprintln!(
+                "error: no API token; pass --token, set TP_TOKEN, or save one to {}",
+                token_file().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.config/tenant-provisioner/token".into())
+            );
+            return Outcome::Failure;
+        }
+    };
+    let client = match ApiClient::new(&cli.api_url, token) {
+        Ok(client) => client,
+        Err(err) => return report(err),
+    };
+    let result = match cli.command {
+        Command::Bootstrap(_) => unreachable!("handled above"),
+        Command::Create(args) => return create::create(&client, args, format).await,
+        Command::Get(args) => output::get(&client, &args.org, &args.slug, format).await,
+        Command::List(args) => output::list(&client, &args.org, args.state.as_deref(), format).await,
+        Command::Events(args) => output::events(&client, &args.org, &args.slug, args.after, format).await,
+    };
+    match result {
+        Ok(()) => Outcome::Success,
+        Err(err) => report(err),
+    }
+}
+
+/// Prints an error the way every command does: `error: <detail>`, then one line per field.
+fn report(err: ClientError) -> Outcome {
+    eprintln!("error: {err}");
+    if let ClientError::Problem(problem) = &err {
+        for field in &problem.errors {
+            eprintln!("  {}: {}", field.field, field.message);
+        }
+    }
+    Outcome::Failure
+}
+
+/// Where a saved token lives: `$XDG_CONFIG_HOME` or `~/.config`, then
+/// `tenant-provisioner/token`.
+pub fn token_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("tenant-provisioner").join("token"))
+}
+
+fn read_token_file() -> Option<String> {
+    let text = std::fs::read_to_string(token_file()?).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bootstrap_needs_an_org_with_owner_or_an_operator() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["tenants", "bootstrap", "--database-url", "postgres://x"], args].concat());
+        assert!(parse(&["--org", "acme", "--owner", "alice"]).is_ok());
+        assert!(parse(&["--operator", "ops"]).is_ok());
+        assert!(parse(&["--org", "acme"]).is_err());
+        assert!(parse(&[]).is_err());
+        assert!(parse(&["--org", "acme", "--owner", "alice", "--operator", "ops"]).is_err());
+    }
+
+    #[test]
+    fn help_never_shows_the_token() {
+        // SAFETY: tests in this module do not read TP_TOKEN concurrently.
+        unsafe { std::env::set_var("TP_TOKEN", "tp_secret_value_for_help_test") };
+        let help = Cli::command().render_long_help().to_string();
+        unsafe { std::env::remove_var("TP_TOKEN") };
+        assert!(!help.contains("tp_secret_value_for_help_test"));
+    }
+}

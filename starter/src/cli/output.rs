@@ -1,0 +1,224 @@
+//! What the read commands print: tables and event lines for people, the API's JSON for
+//! scripts. Only data goes to stdout.
+
+use crate::api::tenants::{EventView, TenantDetail, TenantResource};
+
+use super::{ApiClient, ClientError, OutputFormat};
+
+pub(super) fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+}
+
+/// One line per audit event, e.g. `✓ allocate_storage completed`,
+/// `… deploy started (attempt 1)`, `✗ deploy attempt 2 failed: socket not ready`.
+pub fn event_line(event: &EventView) -> String {
+    let kind = event.kind.as_str();
+    let outcome = if kind.ends_with("failed") || kind.ends_with("refused") {
+        Some("failed")
+    } else if kind.ends_with("completed") || kind.ends_with("succeeded") {
+        Some("completed")
+    } else if kind.ends_with("started") {
+        Some("started")
+    } else {
+        None
+    };
+    let symbol = match outcome {
+        Some("failed") => "✗",
+        Some("completed") => "✓",
+        Some("started") => "…",
+        _ => "•",
+    };
+    // Phase events read best as "<phase> <outcome>"; others carry their own message.
+    match (kind.starts_with("phase"), event.phase.as_deref(), outcome) {
+        (true, Some(phase), Some("completed")) => format!("{symbol} {phase} completed"),
+        (true, Some(phase), Some("started")) => match event.attempt {
+            Some(attempt) => format!("{symbol} {phase} started (attempt {attempt})"),
+            None => format!("{symbol} {phase} started"),
+        },
+        (true, Some(phase), Some("failed")) => match event.attempt {
+            Some(attempt) => format!("{symbol} {phase} attempt {attempt} failed: {}", event.message),
+            None => format!("{symbol} {phase} failed: {}", event.message),
+        },
+        _ if event.message.is_empty() => format!("{symbol} {kind}"),
+        _ => format!("{symbol} {}", event.message),
+    }
+}
+
+pub(super) async fn get(client: &ApiClient, org: &str, slug: &str, format: OutputFormat) -> Result<(), ClientError> {
+    let (raw, detail) = client.tenant(org, slug).await?;
+    match format {
+        OutputFormat::Json => print_json(&raw),
+        OutputFormat::Table => print_detail(&detail),
+    }
+    Ok(())
+}
+
+fn print_detail(detail: &TenantDetail) {
+    let t = &detail.tenant;
+    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    let mut rows: Vec<(&str, String)> = vec![
+        ("tenant", format!("{}/{}", t.org, t.slug)),
+        ("id", t.id.to_string()),
+        ("name", t.name.clone()),
+        ("state", t.state.clone()),
+        ("phase", or_dash(t.phase.as_deref())),
+        ("plan", t.plan.clone()),
+        ("url", t.url.clone()),
+        ("first admin", t.first_admin_email.clone()),
+        ("incarnation", t.incarnation.to_string()),
+        ("workflow", t.workflow_id.clone()),
+        ("run", or_dash(t.run_id.as_deref())),
+        ("temporal ui", t.links.temporal_ui.clone()),
+        ("updated", t.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+    ];
+    if let Some(error) = &t.last_error {
+        rows.push(("last error", error.get("message").and_then(|m| m.as_str()).unwrap_or("-").to_owned()));
+    }
+    if let Some(live) = &detail.live {
+        let phase = live.phase.map(|p| p.as_str()).unwrap_or("-");
+        rows.push(("live", format!("{} (phase {phase}, heading for {})", live.state, live.next_stable_state)));
+    }
+    for (key, value) in rows {
+        println!("{key:<12} {value}");
+    }
+    if !detail.resources.is_empty() {
+        println!("resources:");
+        for r in &detail.resources {
+            let released = match r.released_at {
+                Some(at) => format!("released {}", at.format("%Y-%m-%d %H:%M:%S")),
+                None => "live".to_owned(),
+            };
+            println!("  {:<10} {:<40} #{:<3} {released}", r.kind, r.name, r.incarnation);
+        }
+    }
+}
+
+pub(super) async fn list(
+    client: &ApiClient,
+    org: &str,
+    state: Option<&str>,
+    format: OutputFormat,
+) -> Result<(), ClientError> {
+    let mut items: Vec<TenantResource> = Vec::new();
+    let mut raw_items: Vec<serde_json::Value> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let (raw, page) = client.tenants(org, state, after.as_deref()).await?;
+        if let Some(list) = raw.get("items").and_then(|i| i.as_array()) {
+            raw_items.extend(list.iter().cloned());
+        }
+        items.extend(page.items);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    match format {
+        OutputFormat::Json => print_json(&serde_json::Value::Array(raw_items)),
+        OutputFormat::Table => print_table(
+            &["SLUG", "STATE", "PHASE", "PLAN", "URL", "UPDATED"],
+            items
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.slug.clone(),
+                        t.state.clone(),
+                        t.phase.clone().unwrap_or_else(|| "-".into()),
+                        t.plan.clone(),
+                        t.url.clone(),
+                        t.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    ]
+                })
+                .collect(),
+        ),
+    }
+    Ok(())
+}
+
+pub(super) async fn events(
+    client: &ApiClient,
+    org: &str,
+    slug: &str,
+    mut after: i64,
+    format: OutputFormat,
+) -> Result<(), ClientError> {
+    const PAGE: u32 = 1000;
+    let mut all = Vec::new();
+    loop {
+        let page = client.events(org, slug, after, PAGE).await?;
+        let full = page.len() == PAGE as usize;
+        if let Some(last) = page.last() {
+            after = last.id;
+        }
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    match format {
+        OutputFormat::Json => print_json(&serde_json::to_value(&all).unwrap_or_default()),
+        OutputFormat::Table => {
+            for event in &all {
+                println!(
+                    "{:>6}  {}  #{}  {}",
+                    event.id,
+                    event.at.format("%Y-%m-%d %H:%M:%S"),
+                    event.incarnation,
+                    event_line(event)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn event(kind: &str, phase: Option<&str>, attempt: Option<i32>, message: &str) -> EventView {
+        EventView {
+            id: 1,
+            incarnation: 1,
+            run_id: "r".into(),
+            kind: kind.into(),
+            phase: phase.map(Into::into),
+            attempt,
+            state: None,
+            actor: "worker".into(),
+            message: message.into(),
+            detail: None,
+            at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn event_lines_read_like_progress() {
+        assert_eq!(event_line(&event("phase_completed", Some("allocate_storage"), Some(1), "")), "✓ allocate_storage completed");
+        assert_eq!(event_line(&event("phase_started", Some("deploy"), Some(1), "")), "… deploy started (attempt 1)");
+        assert_eq!(
+            event_line(&event("phase_failed", Some("deploy"), Some(2), "socket not ready")),
+            "✗ deploy attempt 2 failed: socket not ready"
+        );
+        assert_eq!(event_line(&event("request_accepted", None, None, "request accepted")), "• request accepted");
+        assert_eq!(event_line(&event("email_failed", None, None, "welcome refused")), "✗ welcome refused");
+    }
+}
