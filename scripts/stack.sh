@@ -287,7 +287,7 @@ cmd_up() {
 
     # The worker installs the public listener through Caddy's admin API as it starts.
     if ! wait_for 20 port_open 127.0.0.1 "$PUBLIC_HTTPS_PORT"; then
-        warn "nothing listens on the public port $PUBLIC_HTTPS_PORT yet: the worker has not installed the edge configuration (see .stack/logs/worker.log)"
+        warn "nothing listens on the public port $PUBLIC_HTTPS_PORT yet: the worker has not installed the edge configuration (see $LOG_DIR/worker.log)"
     fi
     write_env_file
     cmd_status

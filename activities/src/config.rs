@@ -39,6 +39,21 @@ pub struct ActivitiesConfig {
     pub secret_key: Vec<u8>,
     /// Test-only: the phase named here fails on every attempt. Inert unless set.
     pub fail_phase: Option<String>,
+    /// Test-only: `(phase, delay)` — the named phase waits this long after its work is
+    /// done and before it reports success, to give fault tests a window. Inert unless set.
+    pub slow_phase: Option<(String, std::time::Duration)>,
+}
+
+/// Parses `<phase>:<milliseconds>` (the `TP_SLOW_PHASE` setting).
+pub fn parse_slow_phase(value: &str) -> Result<(String, std::time::Duration), String> {
+    let (phase, millis) = value
+        .split_once(':')
+        .ok_or_else(|| format!("expected <phase>:<milliseconds>, got {value:?}"))?;
+    if tenant_domain::Phase::parse(phase).is_none() {
+        return Err(format!("unknown phase {phase:?}"));
+    }
+    let millis: u64 = millis.parse().map_err(|_| format!("{millis:?} is not a number of milliseconds"))?;
+    Ok((phase.to_owned(), std::time::Duration::from_millis(millis)))
 }
 
 /// Longest runtime directory that keeps every unix socket path within the kernel's limit.

@@ -28,7 +28,15 @@ use crate::{
 
 /// Error types that no retry can fix; retry policies list them as non-retryable.
 pub const PERMANENT_ERROR_TYPES: &[&str] =
-    &["ValidationFailed", "SlotTaken", "NotAuthorized", "NameTaken", "RouteTaken"];
+    &[
+    "ValidationFailed",
+    "SlotTaken",
+    "NotAuthorized",
+    "NameTaken",
+    "RouteTaken",
+    "UnknownPlan",
+    "StoragePermissionDenied",
+];
 
 /// Everything the activities drive, shared by all of them.
 pub struct TenantActivities {
@@ -82,6 +90,12 @@ impl TenantActivities {
                 Some(err) => Err(err),
                 None => step.await,
             };
+            if let (Ok(_), Some((slow, delay))) = (&outcome, &self.cfg.slow_phase) {
+                if slow == phase.as_str() {
+                    warn!(delay_ms = delay.as_millis() as u64, "slow-phase switch is set: holding before reporting success");
+                    self.hold(ctx, *delay).await;
+                }
+            }
             match outcome {
                 Ok(value) => {
                     self.audit(ctx, spec, &key("completed"), "phase_completed", Some(phase), Some(attempt), format!("{phase} completed"), None)
@@ -101,6 +115,15 @@ impl TenantActivities {
         }
         .instrument(span)
         .await
+    }
+
+    /// Waits, heartbeating, so the hold does not look like a lost worker.
+    async fn hold(&self, ctx: &ActivityContext, delay: Duration) {
+        let until = tokio::time::Instant::now() + delay;
+        while tokio::time::Instant::now() < until {
+            let _ = ctx.record_heartbeat(()).await;
+            tokio::time::sleep(Duration::from_millis(500).min(until - tokio::time::Instant::now())).await;
+        }
     }
 
     /// The test-only failure switch: inert unless the worker was started with it.

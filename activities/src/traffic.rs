@@ -95,9 +95,12 @@ impl Edge {
         let http = reqwest::Client::builder()
             // The admin API is on loopback: a proxy from the environment must not intercept it.
             .no_proxy()
+            // Every config load replaces Caddy's admin server and resets connections kept
+            // open to the old one: a fresh connection per call never meets a dead one.
+            .pool_max_idle_per_host(0)
             .timeout(Duration::from_secs(10))
             .build()
-            .expect("an HTTP client with only a timeout and no proxy always builds");
+            .expect("an HTTP client with only a timeout, no pool and no proxy always builds");
         Self { cfg, http }
     }
 

@@ -100,6 +100,7 @@ impl Harness {
             console_url: "http://127.0.0.1:8080".into(),
             secret_key: secret_key.to_vec(),
             fail_phase: None,
+            slow_phase: None,
         };
         cfg.check().map_err(anyhow::Error::msg)?;
         Ok(Self {

@@ -563,6 +563,7 @@ fn config(
         console_url: "https://console.example.com".into(),
         secret_key: b"a test secret key of at least thirty-two bytes".to_vec(),
         fail_phase: None,
+        slow_phase: None,
     }
 }
 

@@ -16,7 +16,10 @@ pub trait WorkflowEngine: Send + Sync + 'static {
     fn start<'a>(&'a self, spec: &'a TenantSpec) -> BoxFuture<'a, anyhow::Result<String>>;
 
     /// The workflow's live status; `None` when no workflow exists for the id.
-    fn status<'a>(&'a self, workflow_id: &'a str) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>>;
+    fn status<'a>(
+        &'a self,
+        workflow_id: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>>;
 
     /// True when the engine answers.
     fn healthy(&self) -> BoxFuture<'_, bool>;
@@ -27,7 +30,10 @@ impl WorkflowEngine for Saga {
         Box::pin(Saga::start(self, spec))
     }
 
-    fn status<'a>(&'a self, workflow_id: &'a str) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>> {
+    fn status<'a>(
+        &'a self,
+        workflow_id: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>> {
         Box::pin(Saga::status(self, workflow_id))
     }
 

@@ -27,9 +27,18 @@ fn request(slug: &str) -> Value {
 
 fn assert_problem(answer: &Answer, status: StatusCode, kind: &str) {
     assert_eq!(answer.status, status, "{}", answer.body);
-    let content_type = answer.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = answer
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     assert_eq!(content_type, "application/problem+json", "{}", answer.body);
-    assert_eq!(answer.body["type"], format!("{PROBLEM}{kind}"), "{}", answer.body);
+    assert_eq!(
+        answer.body["type"],
+        format!("{PROBLEM}{kind}"),
+        "{}",
+        answer.body
+    );
     assert_eq!(answer.body["status"], status.as_u16());
     assert!(answer.body["title"].is_string());
 }
@@ -38,7 +47,15 @@ fn field_errors(answer: &Answer) -> Vec<(String, String)> {
     answer.body["errors"]
         .as_array()
         .map(|errors| {
-            errors.iter().map(|e| (e["field"].as_str().unwrap().to_owned(), e["code"].as_str().unwrap().to_owned())).collect()
+            errors
+                .iter()
+                .map(|e| {
+                    (
+                        e["field"].as_str().unwrap().to_owned(),
+                        e["code"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -54,22 +71,60 @@ async fn requests_without_a_valid_token_are_unauthorized() {
     let app = spawn_app(None).await;
     let owner = app.org("acme", "alice").await;
 
-    let anonymous = app.answer(app.http.post(app.tenants_url("acme")).json(&request("prod"))).await;
+    let anonymous = app
+        .answer(
+            app.http
+                .post(app.tenants_url("acme"))
+                .json(&request("prod")),
+        )
+        .await;
     assert_problem(&anonymous, StatusCode::UNAUTHORIZED, "unauthorized");
     assert!(anonymous.headers.get("www-authenticate").is_some());
 
     let garbage = app.create("acme", "tp_0000", request("prod")).await;
     assert_problem(&garbage, StatusCode::UNAUTHORIZED, "unauthorized");
-    let wrong_scheme =
-        app.answer(app.http.get(app.tenants_url("acme")).header("authorization", format!("Basic {owner}"))).await;
+    let wrong_scheme = app
+        .answer(
+            app.http
+                .get(app.tenants_url("acme"))
+                .header("authorization", format!("Basic {owner}")),
+        )
+        .await;
     assert_problem(&wrong_scheme, StatusCode::UNAUTHORIZED, "unauthorized");
 
-    let alice = app.store.authenticate(&owner).await.unwrap().expect("the owner's token works");
-    let expired = app.store.create_token(alice.id, "old", Some(chrono::Utc::now() - chrono::Duration::minutes(1))).await.unwrap();
-    assert_problem(&app.get("/api/v1/organizations/acme/tenants", expired.expose()).await, StatusCode::UNAUTHORIZED, "unauthorized");
-    let revoked = app.store.create_token(alice.id, "revoked", None).await.unwrap();
+    let alice = app
+        .store
+        .authenticate(&owner)
+        .await
+        .unwrap()
+        .expect("the owner's token works");
+    let expired = app
+        .store
+        .create_token(
+            alice.id,
+            "old",
+            Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
+        )
+        .await
+        .unwrap();
+    assert_problem(
+        &app.get("/api/v1/organizations/acme/tenants", expired.expose())
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    let revoked = app
+        .store
+        .create_token(alice.id, "revoked", None)
+        .await
+        .unwrap();
     assert!(app.store.revoke_token(revoked.id).await.unwrap());
-    assert_problem(&app.get("/api/v1/organizations/acme/tenants", revoked.expose()).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_problem(
+        &app.get("/api/v1/organizations/acme/tenants", revoked.expose())
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
 
     // The token never comes back in an error body.
     assert!(!garbage.body.to_string().contains("tp_0000"));
@@ -91,8 +146,18 @@ async fn organisations_the_caller_cannot_see_are_not_found() {
     assert_eq!(missing.body["detail"], "organisation ghost not found");
 
     // Reads too, and a bad body does not get past the access check either.
-    assert_problem(&app.get("/api/v1/organizations/acme/tenants", &outsider).await, StatusCode::NOT_FOUND, "not-found");
-    assert_problem(&app.get("/api/v1/organizations/acme/tenants/prod", &outsider).await, StatusCode::NOT_FOUND, "not-found");
+    assert_problem(
+        &app.get("/api/v1/organizations/acme/tenants", &outsider)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
+    assert_problem(
+        &app.get("/api/v1/organizations/acme/tenants/prod", &outsider)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
     let bad_body = app.create("acme", &outsider, json!({ "nope": 1 })).await;
     assert_problem(&bad_body, StatusCode::NOT_FOUND, "not-found");
     assert_eq!(app.count("tenants").await, 0);
@@ -127,12 +192,23 @@ async fn invalid_fields_are_refused_before_anything_is_written() {
     body["name"] = json!("Production");
     let bad_name = app.create("acme", &owner, body).await;
     assert_problem(&bad_name, StatusCode::BAD_REQUEST, "validation");
-    assert_eq!(field_errors(&bad_name), vec![("name".into(), "pattern".into())]);
+    assert_eq!(
+        field_errors(&bad_name),
+        vec![("name".into(), "pattern".into())]
+    );
 
     let bad_slug = app.create("acme", &owner, request("Production")).await;
     assert_problem(&bad_slug, StatusCode::BAD_REQUEST, "validation");
-    assert_eq!(field_errors(&bad_slug), vec![("slug".into(), "pattern".into())]);
-    assert!(bad_slug.body["errors"][0]["message"].as_str().unwrap().contains("lowercase"));
+    assert_eq!(
+        field_errors(&bad_slug),
+        vec![("slug".into(), "pattern".into())]
+    );
+    assert!(
+        bad_slug.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lowercase")
+    );
 
     // Every missing field is reported at once, with the domain's codes.
     let empty = app.create("acme", &owner, json!({})).await;
@@ -149,7 +225,10 @@ async fn invalid_fields_are_refused_before_anything_is_written() {
     let mut unknown_plan = request("prod");
     unknown_plan["plan"] = json!("platinum");
     let refused = app.create("acme", &owner, unknown_plan).await;
-    assert_eq!(field_errors(&refused), vec![("plan".into(), "unknown_plan".into())]);
+    assert_eq!(
+        field_errors(&refused),
+        vec![("plan".into(), "unknown_plan".into())]
+    );
 
     assert_eq!(app.count("tenants").await, 0);
     assert_eq!(app.count("audit_events").await, 0);
@@ -161,7 +240,14 @@ async fn invalid_fields_are_refused_before_anything_is_written() {
 async fn the_api_applies_the_domain_rule() {
     let app = spawn_app(None).await;
     let owner = app.org("acme", "alice").await;
-    for slug in ["prod_1", "-prod", "pro--d", "pröd", "1prod", &"a".repeat(31)] {
+    for slug in [
+        "prod_1",
+        "-prod",
+        "pro--d",
+        "pröd",
+        "1prod",
+        &"a".repeat(31),
+    ] {
         let expected: Vec<(String, String)> = validate(
             &TenantRequest {
                 org: "acme".into(),
@@ -192,10 +278,22 @@ async fn malformed_bodies_are_refused_field_by_field() {
     body["colour"] = json!("red");
     let unknown = app.create("acme", &owner, body).await;
     assert_problem(&unknown, StatusCode::BAD_REQUEST, "validation");
-    assert_eq!(field_errors(&unknown), vec![("colour".into(), "unknown_field".into())]);
+    assert_eq!(
+        field_errors(&unknown),
+        vec![("colour".into(), "unknown_field".into())]
+    );
 
-    let wrong_type = app.create("acme", &owner, json!({ "slug": 7, "plan": "growth", "first_admin_email": "a@b.io" })).await;
-    assert_eq!(field_errors(&wrong_type), vec![("slug".into(), "invalid_type".into())]);
+    let wrong_type = app
+        .create(
+            "acme",
+            &owner,
+            json!({ "slug": 7, "plan": "growth", "first_admin_email": "a@b.io" }),
+        )
+        .await;
+    assert_eq!(
+        field_errors(&wrong_type),
+        vec![("slug".into(), "invalid_type".into())]
+    );
 
     let syntax = app
         .answer(
@@ -207,7 +305,10 @@ async fn malformed_bodies_are_refused_field_by_field() {
         )
         .await;
     assert_problem(&syntax, StatusCode::BAD_REQUEST, "validation");
-    assert_eq!(field_errors(&syntax), vec![("body".into(), "malformed_json".into())]);
+    assert_eq!(
+        field_errors(&syntax),
+        vec![("body".into(), "malformed_json".into())]
+    );
     assert_eq!(app.count("tenants").await, 0);
 }
 
@@ -238,7 +339,12 @@ async fn oversized_bodies_are_refused() {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("content-type: application/problem+json"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{response}"
+    );
     assert_eq!(app.count("tenants").await, 0);
 }
 
@@ -250,11 +356,32 @@ async fn wrong_content_type_is_refused() {
     let body = request("prod").to_string();
 
     let text = app
-        .answer(app.http.post(app.tenants_url("acme")).bearer_auth(&owner).header("content-type", "text/plain").body(body.clone()))
+        .answer(
+            app.http
+                .post(app.tenants_url("acme"))
+                .bearer_auth(&owner)
+                .header("content-type", "text/plain")
+                .body(body.clone()),
+        )
         .await;
-    assert_problem(&text, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
-    let none = app.answer(app.http.post(app.tenants_url("acme")).bearer_auth(&owner).body(body)).await;
-    assert_problem(&none, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type");
+    assert_problem(
+        &text,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    );
+    let none = app
+        .answer(
+            app.http
+                .post(app.tenants_url("acme"))
+                .bearer_auth(&owner)
+                .body(body),
+        )
+        .await;
+    assert_problem(
+        &none,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+    );
     assert_eq!(app.count("tenants").await, 0);
 }
 
@@ -268,7 +395,10 @@ async fn a_held_host_label_is_a_conflict_naming_the_holder_only_to_those_who_may
     let bc_owner = app.org("b-c", "bruno").await;
     let both = app.member("dana", "b-c", Role::Admin).await;
     let dana = app.store.authenticate(&both).await.unwrap().unwrap();
-    app.store.add_membership(dana.id, "c", Role::Member).await.unwrap();
+    app.store
+        .add_membership(dana.id, "c", Role::Member)
+        .await
+        .unwrap();
     let operator = app.operator("ops").await;
 
     let held = validate(
@@ -283,7 +413,10 @@ async fn a_held_host_label_is_a_conflict_naming_the_holder_only_to_those_who_may
     )
     .unwrap();
     let names = TenantKey::new("c", "a-b").derive(&ApiConfig::default().domain);
-    app.store.accept_tenant(&held, &names, "carol").await.unwrap();
+    app.store
+        .accept_tenant(&held, &names, "carol")
+        .await
+        .unwrap();
 
     let hidden = app.create("b-c", &bc_owner, request("a")).await;
     assert_problem(&hidden, StatusCode::CONFLICT, "conflict");
@@ -310,9 +443,20 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
 
     let first = app.create("acme", &owner, request("prod")).await;
     assert_problem(&first, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    assert_eq!(first.body["detail"], "workflow engine unavailable, retry the request; it is idempotent");
-    assert!(!first.body.to_string().contains("fake"), "the cause stays in the log");
-    let row = app.store.tenant("acme", "prod").await.unwrap().expect("the accepted row stays");
+    assert_eq!(
+        first.body["detail"],
+        "workflow engine unavailable, retry the request; it is idempotent"
+    );
+    assert!(
+        !first.body.to_string().contains("fake"),
+        "the cause stays in the log"
+    );
+    let row = app
+        .store
+        .tenant("acme", "prod")
+        .await
+        .unwrap()
+        .expect("the accepted row stays");
     assert_eq!(row.state, "provisioning");
     assert_eq!(row.run_id, None);
 
@@ -320,8 +464,20 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
     assert_eq!(retry.body["id"], row.id.to_string());
     assert_eq!(retry.body["state"], "provisioning");
-    let run_id = retry.body["run_id"].as_str().expect("the retry started the saga").to_owned();
-    assert_eq!(app.store.tenant("acme", "prod").await.unwrap().unwrap().run_id.as_deref(), Some(run_id.as_str()));
+    let run_id = retry.body["run_id"]
+        .as_str()
+        .expect("the retry started the saga")
+        .to_owned();
+    assert_eq!(
+        app.store
+            .tenant("acme", "prod")
+            .await
+            .unwrap()
+            .unwrap()
+            .run_id
+            .as_deref(),
+        Some(run_id.as_str())
+    );
     let started = engine.starts();
     assert_eq!(started.len(), 1);
     assert_eq!(started[0].requested_by, "alice");
@@ -330,7 +486,11 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
     // A different request for the held key is a conflict, not a repeat.
     let mut other = request("prod");
     other["plan"] = json!("enterprise");
-    assert_problem(&app.create("acme", &owner, other).await, StatusCode::CONFLICT, "conflict");
+    assert_problem(
+        &app.create("acme", &owner, other).await,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
     assert_eq!(app.count("audit_events").await, 1);
 }
 
@@ -339,14 +499,33 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
 async fn no_engine_means_503_and_not_ready() {
     let app = spawn_app(None).await;
     let owner = app.org("acme", "alice").await;
-    assert_problem(&app.create("acme", &owner, request("prod")).await, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    assert_eq!(app.store.tenant("acme", "prod").await.unwrap().unwrap().state, "provisioning");
+    assert_problem(
+        &app.create("acme", &owner, request("prod")).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+    );
+    assert_eq!(
+        app.store
+            .tenant("acme", "prod")
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        "provisioning"
+    );
 
-    let live = app.answer(app.http.get(format!("{}/healthz/live", app.base))).await;
+    let live = app
+        .answer(app.http.get(format!("{}/healthz/live", app.base)))
+        .await;
     assert_eq!(live.status, StatusCode::OK);
-    let ready = app.answer(app.http.get(format!("{}/healthz/ready", app.base))).await;
+    let ready = app
+        .answer(app.http.get(format!("{}/healthz/ready", app.base)))
+        .await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(ready.body["checks"], json!({ "database": "ok", "workflow_engine": "failed" }));
+    assert_eq!(
+        ready.body["checks"],
+        json!({ "database": "ok", "workflow_engine": "failed" })
+    );
 }
 
 /// The happy path up to the saga: 202 with the resource, then readable by members, and an
@@ -366,17 +545,26 @@ async fn an_accepted_tenant_is_202_and_readable() {
     let key = TenantKey::new("acme", "production-eu");
     assert_eq!(t["id"], key.tenant_id().to_string());
     assert_eq!(t["host"], "production-eu-acme.tenants.localhost");
-    assert_eq!(t["url"], "https://production-eu-acme.tenants.localhost:8443");
+    assert_eq!(
+        t["url"],
+        "https://production-eu-acme.tenants.localhost:8443"
+    );
     assert_eq!(t["state"], "provisioning");
     assert_eq!(t["incarnation"], 1);
     assert_eq!(t["workflow_id"], "tenant/acme/production-eu");
     assert!(t["run_id"].is_string());
-    assert_eq!(t["links"]["self"], "/api/v1/organizations/acme/tenants/production-eu");
+    assert_eq!(
+        t["links"]["self"],
+        "/api/v1/organizations/acme/tenants/production-eu"
+    );
     assert_eq!(
         t["links"]["temporal_ui"],
         "http://127.0.0.1:8233/namespaces/default/workflows/tenant%2Facme%2Fproduction-eu"
     );
-    assert_eq!(created.headers.get("location").unwrap(), "/api/v1/organizations/acme/tenants/production-eu");
+    assert_eq!(
+        created.headers.get("location").unwrap(),
+        "/api/v1/organizations/acme/tenants/production-eu"
+    );
     assert_eq!(engine.starts()[0].names, key.derive("tenants.localhost"));
 
     let repeat = app.create("acme", &owner, body).await;
@@ -384,24 +572,40 @@ async fn an_accepted_tenant_is_202_and_readable() {
     assert_eq!(repeat.body["id"], t["id"]);
     assert_eq!(repeat.body["run_id"], t["run_id"]);
 
-    let shown = app.get("/api/v1/organizations/acme/tenants/production-eu", &member).await;
+    let shown = app
+        .get("/api/v1/organizations/acme/tenants/production-eu", &member)
+        .await;
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
     assert_eq!(shown.body["live"]["next_stable_state"], "active");
     assert_eq!(shown.body["resources"], json!([]));
 
-    let events = app.get("/api/v1/organizations/acme/tenants/production-eu/events", &member).await;
+    let events = app
+        .get(
+            "/api/v1/organizations/acme/tenants/production-eu/events",
+            &member,
+        )
+        .await;
     assert_eq!(events.status, StatusCode::OK, "{}", events.body);
     let events = events.body.as_array().unwrap().clone();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["kind"], "request_accepted");
     let after = events[0]["id"].as_i64().unwrap();
-    let none = app.get(&format!("/api/v1/organizations/acme/tenants/production-eu/events?after={after}"), &member).await;
+    let none = app
+        .get(
+            &format!("/api/v1/organizations/acme/tenants/production-eu/events?after={after}"),
+            &member,
+        )
+        .await;
     assert_eq!(none.body, json!([]));
 
-    let missing = app.get("/api/v1/organizations/acme/tenants/nope", &member).await;
+    let missing = app
+        .get("/api/v1/organizations/acme/tenants/nope", &member)
+        .await;
     assert_problem(&missing, StatusCode::NOT_FOUND, "not-found");
 
-    let ready = app.answer(app.http.get(format!("{}/healthz/ready", app.base))).await;
+    let ready = app
+        .answer(app.http.get(format!("{}/healthz/ready", app.base)))
+        .await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
 }
 
@@ -412,25 +616,60 @@ async fn listing_pages_and_filters() {
     let app = spawn_app(engine).await;
     let owner = app.org("acme", "alice").await;
     for slug in ["alpha", "beta", "gamma"] {
-        assert_eq!(app.create("acme", &owner, request(slug)).await.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            app.create("acme", &owner, request(slug)).await.status,
+            StatusCode::ACCEPTED
+        );
     }
 
-    let page = app.get("/api/v1/organizations/acme/tenants?limit=2", &owner).await;
-    let slugs: Vec<&str> = page.body["items"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap()).collect();
+    let page = app
+        .get("/api/v1/organizations/acme/tenants?limit=2", &owner)
+        .await;
+    let slugs: Vec<&str> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect();
     assert_eq!(slugs, ["alpha", "beta"]);
     assert_eq!(page.body["next_after"], "beta");
-    let rest = app.get("/api/v1/organizations/acme/tenants?limit=2&after=beta", &owner).await;
+    let rest = app
+        .get(
+            "/api/v1/organizations/acme/tenants?limit=2&after=beta",
+            &owner,
+        )
+        .await;
     assert_eq!(rest.body["items"][0]["slug"], "gamma");
     assert_eq!(rest.body["next_after"], Value::Null);
 
-    let active = app.get("/api/v1/organizations/acme/tenants?state=active", &owner).await;
+    let active = app
+        .get("/api/v1/organizations/acme/tenants?state=active", &owner)
+        .await;
     assert_eq!(active.body["items"], json!([]));
-    let bad_state = app.get("/api/v1/organizations/acme/tenants?state=running", &owner).await;
-    assert_eq!(field_errors(&bad_state), vec![("state".into(), "unknown_state".into())]);
-    let bad_limit = app.get("/api/v1/organizations/acme/tenants?limit=101", &owner).await;
-    assert_eq!(field_errors(&bad_limit), vec![("limit".into(), "out_of_range".into())]);
-    let bad_after = app.get("/api/v1/organizations/acme/tenants/alpha/events?after=x", &owner).await;
-    assert_eq!(field_errors(&bad_after), vec![("after".into(), "invalid".into())]);
+    let bad_state = app
+        .get("/api/v1/organizations/acme/tenants?state=running", &owner)
+        .await;
+    assert_eq!(
+        field_errors(&bad_state),
+        vec![("state".into(), "unknown_state".into())]
+    );
+    let bad_limit = app
+        .get("/api/v1/organizations/acme/tenants?limit=101", &owner)
+        .await;
+    assert_eq!(
+        field_errors(&bad_limit),
+        vec![("limit".into(), "out_of_range".into())]
+    );
+    let bad_after = app
+        .get(
+            "/api/v1/organizations/acme/tenants/alpha/events?after=x",
+            &owner,
+        )
+        .await;
+    assert_eq!(
+        field_errors(&bad_after),
+        vec![("after".into(), "invalid".into())]
+    );
 }
 
 /// The plan's tenant quota is a 409 of its own type.
@@ -441,7 +680,10 @@ async fn the_plan_quota_is_enforced() {
     let owner = app.org("acme", "alice").await;
     let free = |slug: &str| json!({ "slug": slug, "plan": "free", "first_admin_email": "admin@example.com" });
     for slug in ["one", "two", "three"] {
-        assert_eq!(app.create("acme", &owner, free(slug)).await.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            app.create("acme", &owner, free(slug)).await.status,
+            StatusCode::ACCEPTED
+        );
     }
     let fourth = app.create("acme", &owner, free("four")).await;
     assert_problem(&fourth, StatusCode::CONFLICT, "quota-exceeded");
@@ -454,8 +696,14 @@ async fn unknown_routes_and_methods_are_problems() {
     let owner = app.org("acme", "alice").await;
     let nowhere = app.get("/api/v1/nowhere", &owner).await;
     assert_problem(&nowhere, StatusCode::NOT_FOUND, "not-found");
-    let method = app.answer(app.http.delete(app.tenants_url("acme")).bearer_auth(&owner)).await;
-    assert_problem(&method, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+    let method = app
+        .answer(app.http.delete(app.tenants_url("acme")).bearer_auth(&owner))
+        .await;
+    assert_problem(
+        &method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+    );
 }
 
 /// Bootstrap is all or nothing, and refuses to run twice for one organisation.
@@ -463,24 +711,54 @@ async fn unknown_routes_and_methods_are_problems() {
 async fn bootstrap_is_all_or_nothing() {
     let app = spawn_app(None).await;
     let token = app.org("acme", "alice").await;
-    let alice = app.store.authenticate(&token).await.unwrap().expect("bootstrap token works");
+    let alice = app
+        .store
+        .authenticate(&token)
+        .await
+        .unwrap()
+        .expect("bootstrap token works");
     assert_eq!(alice.name, "alice");
     assert!(!alice.platform_operator);
-    assert_eq!(app.store.role_in(alice.id, "acme").await.unwrap(), Some(Role::Owner));
+    assert_eq!(
+        app.store.role_in(alice.id, "acme").await.unwrap(),
+        Some(Role::Owner)
+    );
     assert!(app.store.organization("acme").await.unwrap().is_some());
 
-    let again = app.store.bootstrap("acme", "Acme", "someone-else").await.unwrap_err();
-    assert!(matches!(again, AccessError::OrganizationExists { .. }), "{again:?}");
+    let again = app
+        .store
+        .bootstrap("acme", "Acme", "someone-else")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, AccessError::OrganizationExists { .. }),
+        "{again:?}"
+    );
     assert!(again.to_string().contains("already exists"));
     let principals: i64 = app.count("principals").await;
     assert_eq!(principals, 1, "nothing of the refused bootstrap remains");
 
-    let taken = app.store.bootstrap("beta", "Beta", "alice").await.unwrap_err();
-    assert!(matches!(taken, AccessError::PrincipalExists { .. }), "{taken:?}");
+    let taken = app
+        .store
+        .bootstrap("beta", "Beta", "alice")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(taken, AccessError::PrincipalExists { .. }),
+        "{taken:?}"
+    );
     assert!(app.store.organization("beta").await.unwrap().is_none());
 
     let (ops, ops_token) = app.store.bootstrap_operator("ops").await.unwrap();
     assert!(ops.platform_operator);
-    assert_eq!(app.store.authenticate(ops_token.expose()).await.unwrap().unwrap().id, ops.id);
+    assert_eq!(
+        app.store
+            .authenticate(ops_token.expose())
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ops.id
+    );
     assert_eq!(app.store.role_in(ops.id, "acme").await.unwrap(), None);
 }

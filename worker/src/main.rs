@@ -62,6 +62,9 @@ struct Args {
     /// Test-only failure switch: the named phase fails on every attempt.
     #[arg(long, env = "TP_FAIL_PHASE")]
     fail_phase: Option<String>,
+    /// Test-only: `<phase>:<milliseconds>` holds the phase that long after its work is done.
+    #[arg(long, env = "TP_SLOW_PHASE")]
+    slow_phase: Option<String>,
 }
 
 #[tokio::main]
@@ -92,9 +95,20 @@ async fn main() -> anyhow::Result<()> {
         console_url: args.console_url,
         secret_key: args.secret_key.into_bytes(),
         fail_phase: args.fail_phase.filter(|p| !p.is_empty()),
+        slow_phase: match args.slow_phase.as_deref().filter(|s| !s.is_empty()) {
+            Some(value) => Some(
+                tenant_activities::config::parse_slow_phase(value)
+                    .map_err(anyhow::Error::msg)
+                    .context("reading TP_SLOW_PHASE")?,
+            ),
+            None => None,
+        },
     });
     cfg.check().map_err(anyhow::Error::msg).context("checking the worker settings")?;
     if let Some(phase) = &cfg.fail_phase {
+        if tenant_domain::Phase::parse(phase).is_none() {
+            anyhow::bail!("TP_FAIL_PHASE names no phase: {phase:?}");
+        }
         warn!(phase = %phase, "failure switch is set: this phase will fail on every attempt");
     }
 

@@ -36,7 +36,10 @@ pub struct Problem {
 pub enum ApiError {
     /// The request is malformed or breaks the validation rule; nothing was written.
     #[error("{detail}")]
-    Validation { detail: String, errors: Vec<FieldError> },
+    Validation {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// No usable credentials.
     #[error("{0}")]
     Unauthorized(String),
@@ -71,14 +74,21 @@ impl ApiError {
         let message = message.into();
         Self::Validation {
             detail: format!("invalid request: {message}"),
-            errors: vec![FieldError { field: field.to_owned(), code: code.to_owned(), message }],
+            errors: vec![FieldError {
+                field: field.to_owned(),
+                code: code.to_owned(),
+                message,
+            }],
         }
     }
 
     /// A validation problem from the domain's rule, listing every refused field.
     pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-        Self::Validation { detail: format!("invalid request: check {}", fields.join(", ")), errors }
+        Self::Validation {
+            detail: format!("invalid request: check {}", fields.join(", ")),
+            errors,
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -142,11 +152,20 @@ impl ApiError {
             }
             Self::Internal(err) => {
                 tracing::error!(status, error = format!("{err:#}"), "request failed");
-                ("the server could not handle the request; the error has been logged".into(), Vec::new())
+                (
+                    "the server could not handle the request; the error has been logged".into(),
+                    Vec::new(),
+                )
             }
             other => (other.to_string(), Vec::new()),
         };
-        Problem { kind, title, status, detail, errors }
+        Problem {
+            kind,
+            title,
+            status,
+            detail,
+            errors,
+        }
     }
 }
 
@@ -156,9 +175,10 @@ impl IntoResponse for ApiError {
         let unauthorized = matches!(self, Self::Unauthorized(_));
         let mut response = problem_response(status, &self.to_problem());
         if unauthorized {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"tenant-provisioner\""));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tenant-provisioner\""),
+            );
         }
         response
     }
@@ -166,7 +186,12 @@ impl IntoResponse for ApiError {
 
 fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+        body,
+    )
+        .into_response()
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -190,7 +215,10 @@ impl From<QueryRejection> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self::PayloadTooLarge(format!("the request body is larger than {} bytes", super::MAX_BODY_BYTES))
+            Self::PayloadTooLarge(format!(
+                "the request body is larger than {} bytes",
+                super::MAX_BODY_BYTES
+            ))
         } else {
             Self::field("body", "unreadable", "the request body could not be read")
         }
@@ -204,22 +232,34 @@ pub async fn bare_errors_as_problems(response: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if content_type.contains("json") {
         return response;
     }
     let error = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::PayloadTooLarge(format!("the request body is larger than {} bytes", super::MAX_BODY_BYTES))
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the request body is larger than {} bytes",
+            super::MAX_BODY_BYTES
+        )),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::MethodNotAllowed("this endpoint does not accept that method".into())
         }
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed("this endpoint does not accept that method".into()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ApiError::UnsupportedMediaType("send the body as application/json".into())
         }
         StatusCode::NOT_FOUND => ApiError::NotFound("no such endpoint".into()),
-        s if s.is_server_error() => ApiError::Internal(anyhow::anyhow!("{s} without a problem body")),
+        s if s.is_server_error() => {
+            ApiError::Internal(anyhow::anyhow!("{s} without a problem body"))
+        }
         s => {
-            let detail = s.canonical_reason().unwrap_or("the request was refused").to_lowercase();
+            let detail = s
+                .canonical_reason()
+                .unwrap_or("the request was refused")
+                .to_lowercase();
             let problem = Problem {
                 kind: "about:blank".into(),
                 title: detail.clone(),
@@ -246,10 +286,14 @@ mod tests {
 
     #[test]
     fn internal_errors_never_show_their_cause() {
-        let problem = ApiError::Internal(anyhow::anyhow!("password=hunter2 in connection string")).to_problem();
+        let problem = ApiError::Internal(anyhow::anyhow!("password=hunter2 in connection string"))
+            .to_problem();
         assert_eq!(problem.status, 500);
         assert!(!problem.detail.contains("hunter2"));
-        assert_eq!(problem.kind, "https://tenant-provisioner.dev/problems/internal");
+        assert_eq!(
+            problem.kind,
+            "https://tenant-provisioner.dev/problems/internal"
+        );
     }
 
     #[test]
@@ -259,6 +303,9 @@ mod tests {
         assert_eq!(problem.errors.len(), 1);
         assert_eq!(problem.errors[0].field, "slug");
         let json = serde_json::to_value(&problem).unwrap();
-        assert_eq!(json["type"], "https://tenant-provisioner.dev/problems/validation");
+        assert_eq!(
+            json["type"],
+            "https://tenant-provisioner.dev/problems/validation"
+        );
     }
 }

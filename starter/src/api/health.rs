@@ -23,7 +23,11 @@ pub async fn live() -> Json<serde_json::Value> {
 /// `GET /healthz/ready`: 200 when PostgreSQL and the workflow engine both answer, else 503
 /// with the failed checks.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let database = tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(state.store().pool())).await;
+    let database = tokio::time::timeout(
+        CHECK_TIMEOUT,
+        sqlx::query("SELECT 1").execute(state.store().pool()),
+    )
+    .await;
     let database_ok = match database {
         Ok(Ok(_)) => true,
         Ok(Err(err)) => {
@@ -36,7 +40,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         }
     };
     let engine_ok = match state.engine() {
-        Some(engine) => tokio::time::timeout(CHECK_TIMEOUT, engine.healthy()).await.unwrap_or(false),
+        Some(engine) => tokio::time::timeout(CHECK_TIMEOUT, engine.healthy())
+            .await
+            .unwrap_or(false),
         None => false,
     };
 
@@ -58,6 +64,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         "checks": checks,
     });
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     response
 }

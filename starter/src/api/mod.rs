@@ -72,7 +72,9 @@ impl ApiConfig {
         let config = Self {
             domain: var("TP_DOMAIN").unwrap_or(defaults.domain),
             public_https_port: match var("TP_PUBLIC_HTTPS_PORT") {
-                Some(port) => port.parse().with_context(|| format!("TP_PUBLIC_HTTPS_PORT={port:?} is not a port"))?,
+                Some(port) => port
+                    .parse()
+                    .with_context(|| format!("TP_PUBLIC_HTTPS_PORT={port:?} is not a port"))?,
                 None => defaults.public_https_port,
             },
             temporal_ui_url: var("TP_TEMPORAL_UI_URL")
@@ -108,8 +110,18 @@ impl AppState {
     }
 
     /// State with any workflow engine, e.g. a stand-in for Temporal in tests.
-    pub fn with_engine(store: Store, engine: Option<Arc<dyn WorkflowEngine>>, config: ApiConfig) -> Self {
-        Self { inner: Arc::new(Inner { store, engine, config }) }
+    pub fn with_engine(
+        store: Store,
+        engine: Option<Arc<dyn WorkflowEngine>>,
+        config: ApiConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                config,
+            }),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -129,19 +141,33 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let tenants_path = "/api/v1/organizations/{org_id}/tenants";
     Router::new()
-        .route(tenants_path, get(tenants::tenants_list).post(tenants::tenants_create))
-        .route(&format!("{tenants_path}/{{slug}}"), get(tenants::tenants_show))
-        .route(&format!("{tenants_path}/{{slug}}/events"), get(tenants::tenants_events))
+        .route(
+            tenants_path,
+            get(tenants::tenants_list).post(tenants::tenants_create),
+        )
+        .route(
+            &format!("{tenants_path}/{{slug}}"),
+            get(tenants::tenants_show),
+        )
+        .route(
+            &format!("{tenants_path}/{{slug}}/events"),
+            get(tenants::tenants_events),
+        )
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(error::bare_errors_as_problems))
+        .layer(axum::middleware::map_response(
+            error::bare_errors_as_problems,
+        ))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
                     // Method and path only: headers (Authorization) and query strings stay out.
-                    let matched = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+                    let matched = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(|m| m.as_str().to_owned());
                     tracing::info_span!(
                         "request",
                         method = %request.method(),
@@ -160,19 +186,21 @@ pub struct Caller(pub Principal);
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
-        let principal = state
-            .store()
-            .authenticate(token)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("the token is invalid, expired or revoked".into()))?;
+        let principal = state.store().authenticate(token).await?.ok_or_else(|| {
+            ApiError::Unauthorized("the token is invalid, expired or revoked".into())
+        })?;
         Ok(Self(principal))
     }
 }
 
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let missing = || ApiError::Unauthorized("send an API token as Authorization: Bearer <token>".into());
+    let missing =
+        || ApiError::Unauthorized("send an API token as Authorization: Bearer <token>".into());
     let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| missing())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
@@ -214,23 +242,42 @@ impl JsonBody {
     /// Parses the body, naming the offending field when the JSON is well-formed but wrong.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.0.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::field("body", "required", "the request body is empty; send a JSON object"));
+            return Err(ApiError::field(
+                "body",
+                "required",
+                "the request body is empty; send a JSON object",
+            ));
         }
-        let value: serde_json::Value = serde_json::from_slice(&self.0).map_err(|e| body_error(".".into(), e))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&self.0).map_err(|e| body_error(".".into(), e))?;
         // serde would also read a struct from an array, positionally; only objects are meant.
         if !value.is_object() {
-            return Err(ApiError::field("body", "invalid_type", "the request body must be a JSON object"));
+            return Err(ApiError::field(
+                "body",
+                "invalid_type",
+                "the request body must be a JSON object",
+            ));
         }
-        serde_path_to_error::deserialize(value).map_err(|e| body_error(e.path().to_string(), e.into_inner()))
+        serde_path_to_error::deserialize(value)
+            .map_err(|e| body_error(e.path().to_string(), e.into_inner()))
     }
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Maps a serde error to a field-level validation problem. serde reports unknown and
@@ -240,17 +287,45 @@ fn body_error(path: String, err: serde_json::Error) -> ApiError {
 
     let full = err.to_string();
     let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
-    if matches!(err.classify(), Category::Syntax | Category::Eof | Category::Io) {
-        return ApiError::field("body", "malformed_json", format!("the body is not valid JSON: {message}"));
+    if matches!(
+        err.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
+        return ApiError::field(
+            "body",
+            "malformed_json",
+            format!("the body is not valid JSON: {message}"),
+        );
     }
     let quoted = message.split('`').nth(1).map(str::to_owned);
-    let prefixed = |name: &str| if path == "." { name.to_owned() } else { format!("{path}.{name}") };
+    let prefixed = |name: &str| {
+        if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
     if let (Some(name), true) = (&quoted, message.starts_with("unknown field")) {
-        let allowed = message.split_once("expected ").map(|(_, rest)| rest.replace('`', "")).unwrap_or_default();
-        let hint = if allowed.is_empty() { String::new() } else { format!("; expected {allowed}") };
+        let allowed = message
+            .split_once("expected ")
+            .map(|(_, rest)| rest.replace('`', ""))
+            .unwrap_or_default();
+        let hint = if allowed.is_empty() {
+            String::new()
+        } else {
+            format!("; expected {allowed}")
+        };
         // serde_path_to_error's path already ends at the unknown field.
-        let field = if path == "." { name.clone() } else { path.clone() };
-        return ApiError::field(&field, "unknown_field", format!("unknown field {name}{hint}"));
+        let field = if path == "." {
+            name.clone()
+        } else {
+            path.clone()
+        };
+        return ApiError::field(
+            &field,
+            "unknown_field",
+            format!("unknown field {name}{hint}"),
+        );
     }
     if let (Some(name), true) = (&quoted, message.starts_with("missing field")) {
         return ApiError::field(&prefixed(name), "required", format!("{name} is required"));
@@ -270,7 +345,12 @@ pub enum Access {
 
 /// Checks that `caller` may act in the organisation. An organisation the caller has no
 /// role in answers exactly like one that does not exist, so outsiders learn nothing.
-pub async fn authorize(state: &AppState, caller: &Principal, org_slug: &str, need: Access) -> Result<(), ApiError> {
+pub async fn authorize(
+    state: &AppState,
+    caller: &Principal,
+    org_slug: &str,
+    need: Access,
+) -> Result<(), ApiError> {
     let not_found = || ApiError::NotFound(format!("organisation {org_slug} not found"));
     // Slugs that break the rule cannot exist; skip the database for them.
     if !tenant_domain::validation::matches_name_pattern(org_slug) {
@@ -312,22 +392,41 @@ mod tests {
 
     impl Default for Body {
         fn default() -> Self {
-            Self { slug: String::new(), name: None }
+            Self {
+                slug: String::new(),
+                name: None,
+            }
         }
     }
 
     fn refused(json: &str) -> (String, String) {
-        let err = JsonBody(Bytes::from(json.to_owned())).parse::<Body>().unwrap_err();
-        let ApiError::Validation { errors, .. } = err else { panic!("not a validation error: {err:?}") };
+        let err = JsonBody(Bytes::from(json.to_owned()))
+            .parse::<Body>()
+            .unwrap_err();
+        let ApiError::Validation { errors, .. } = err else {
+            panic!("not a validation error: {err:?}")
+        };
         (errors[0].field.clone(), errors[0].code.clone())
     }
 
     #[test]
     fn body_errors_name_the_field() {
-        assert_eq!(refused(r#"{"slug":"a","nmae":"x"}"#), ("nmae".into(), "unknown_field".into()));
-        assert_eq!(refused(r#"{"slug":3}"#), ("slug".into(), "invalid_type".into()));
-        assert_eq!(refused(r#"{"slug":"a""#), ("body".into(), "malformed_json".into()));
-        assert_eq!(refused(r#"{"slug":"a"} x"#), ("body".into(), "malformed_json".into()));
+        assert_eq!(
+            refused(r#"{"slug":"a","nmae":"x"}"#),
+            ("nmae".into(), "unknown_field".into())
+        );
+        assert_eq!(
+            refused(r#"{"slug":3}"#),
+            ("slug".into(), "invalid_type".into())
+        );
+        assert_eq!(
+            refused(r#"{"slug":"a""#),
+            ("body".into(), "malformed_json".into())
+        );
+        assert_eq!(
+            refused(r#"{"slug":"a"} x"#),
+            ("body".into(), "malformed_json".into())
+        );
         assert_eq!(refused("[]"), ("body".into(), "invalid_type".into()));
         assert_eq!(refused(""), ("body".into(), "required".into()));
     }
@@ -336,7 +435,10 @@ mod tests {
     fn json_content_types() {
         let mut headers = HeaderMap::new();
         assert!(!is_json(&headers));
-        headers.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert!(is_json(&headers));
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert!(!is_json(&headers));

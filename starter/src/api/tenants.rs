@@ -17,7 +17,10 @@ use tenant_store::access::Principal;
 use tenant_store::{AcceptError, AcceptOutcome, AuditEvent, ResourceRow, TenantRow};
 use uuid::Uuid;
 
-use super::{Access, ApiConfig, ApiError, ApiPath, ApiQuery, AppState, Caller, ENGINE_TIMEOUT, JsonBody, authorize};
+use super::{
+    Access, ApiConfig, ApiError, ApiPath, ApiQuery, AppState, Caller, ENGINE_TIMEOUT, JsonBody,
+    authorize,
+};
 
 /// Most tenants one list page returns.
 pub const MAX_PAGE: u32 = 100;
@@ -122,6 +125,13 @@ pub struct ListParams {
     pub after: Option<String>,
 }
 
+/// Query of the show endpoint: `live=false` skips asking the workflow, for pollers that
+/// only need the stored state.
+#[derive(Debug, Default, Deserialize)]
+pub struct ShowParams {
+    pub live: Option<String>,
+}
+
 /// Query of the events endpoint.
 #[derive(Debug, Default, Deserialize)]
 pub struct EventParams {
@@ -130,11 +140,18 @@ pub struct EventParams {
 }
 
 /// Characters escaped in one URL path segment (org, slug, workflow id).
-pub const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+pub const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 impl TenantResource {
     pub fn from_row(row: &TenantRow, config: &ApiConfig) -> Self {
-        let self_link = format!("/api/v1/organizations/{}/tenants/{}", row.org_slug, row.slug);
+        let self_link = format!(
+            "/api/v1/organizations/{}/tenants/{}",
+            row.org_slug, row.slug
+        );
         let url = match config.public_https_port {
             443 => format!("https://{}", row.host),
             port => format!("https://{}:{port}", row.host),
@@ -162,7 +179,11 @@ impl TenantResource {
             last_error: row.last_error.clone(),
             created_at: row.created_at,
             updated_at: row.updated_at,
-            links: TenantLinks { events: format!("{self_link}/events"), self_: self_link, temporal_ui },
+            links: TenantLinks {
+                events: format!("{self_link}/events"),
+                self_: self_link,
+                temporal_ui,
+            },
         }
     }
 }
@@ -231,7 +252,11 @@ pub async fn tenants_create(
         )));
     }
 
-    let (row, created) = match state.store().accept_tenant(&valid, &names, &caller.name).await {
+    let (row, created) = match state
+        .store()
+        .accept_tenant(&valid, &names, &caller.name)
+        .await
+    {
         Ok(AcceptOutcome::Accepted(row)) => (row, true),
         Ok(AcceptOutcome::Existing(row)) => (row, false),
         Err(refused) => return Err(refusal(&state, &caller, refused).await),
@@ -246,7 +271,11 @@ pub async fn tenants_create(
     let row = start_saga(&state, row, &spec, created).await?;
 
     let resource = TenantResource::from_row(&row, state.config());
-    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     let location = HeaderValue::from_str(&resource.links.self_).ok();
     let mut response = (status, Json(resource)).into_response();
     if let Some(location) = location {
@@ -257,7 +286,12 @@ pub async fn tenants_create(
 
 /// Starts (or finds) the tenant's workflow and records its run id. A failure leaves the
 /// accepted row in place: an identical retry finds it and starts the workflow then.
-async fn start_saga(state: &AppState, mut row: TenantRow, spec: &TenantSpec, created: bool) -> Result<TenantRow, ApiError> {
+async fn start_saga(
+    state: &AppState,
+    mut row: TenantRow,
+    spec: &TenantSpec,
+    created: bool,
+) -> Result<TenantRow, ApiError> {
     let started = match state.engine() {
         None => Err("no workflow engine connected".to_owned()),
         Some(engine) => match tokio::time::timeout(ENGINE_TIMEOUT, engine.start(spec)).await {
@@ -269,7 +303,10 @@ async fn start_saga(state: &AppState, mut row: TenantRow, spec: &TenantSpec, cre
     match started {
         Ok(run_id) => {
             if row.run_id.as_deref() != Some(run_id.as_str()) {
-                state.store().set_run_id(row.id, row.incarnation, &run_id).await?;
+                state
+                    .store()
+                    .set_run_id(row.id, row.incarnation, &run_id)
+                    .await?;
                 row.run_id = Some(run_id);
             }
             tracing::info!(
@@ -302,7 +339,11 @@ async fn refusal(state: &AppState, caller: &Principal, refused: AcceptError) -> 
             "tenant {slug} already exists in organisation {org} with a different request; \
              repeat the original request, or choose another slug"
         )),
-        AcceptError::LabelHeld { label, holder_org, holder_slug } => {
+        AcceptError::LabelHeld {
+            label,
+            holder_org,
+            holder_slug,
+        } => {
             let visible = caller.platform_operator
                 || match state.store().role_in(caller.id, &holder_org).await {
                     Ok(role) => role.is_some(),
@@ -314,7 +355,9 @@ async fn refusal(state: &AppState, caller: &Principal, refused: AcceptError) -> 
                      choose another slug"
                 ))
             } else {
-                ApiError::Conflict(format!("host name label {label} taken; choose another slug"))
+                ApiError::Conflict(format!(
+                    "host name label {label} taken; choose another slug"
+                ))
             }
         }
         refused @ AcceptError::QuotaReached { .. } => ApiError::QuotaExceeded(refused.to_string()),
@@ -322,20 +365,36 @@ async fn refusal(state: &AppState, caller: &Principal, refused: AcceptError) -> 
     }
 }
 
-/// `GET /api/v1/organizations/{org_id}/tenants/{slug}`: any role may read.
+/// `GET /api/v1/organizations/{org_id}/tenants/{slug}?live=`: any role may read.
 #[tracing::instrument(name = "tenants_show", skip_all, fields(org = %org_id, slug = %slug, caller = %caller.name))]
 pub async fn tenants_show(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath((org_id, slug)): ApiPath<(String, String)>,
+    ApiQuery(params): ApiQuery<ShowParams>,
 ) -> Result<Json<TenantDetail>, ApiError> {
     authorize(&state, &caller, &org_id, Access::Read).await?;
+    let with_live = match params.live.as_deref() {
+        None | Some("" | "true" | "1") => true,
+        Some("false" | "0") => false,
+        Some(_) => return Err(ApiError::field("live", "invalid", "live must be true or false")),
+    };
     let row = find_tenant(&state, &org_id, &slug).await?;
 
-    let resources = state.store().resources(row.id).await?.into_iter().map(ResourceView::from).collect();
-    let live = live_status(&state, &row.workflow_id).await;
+    let resources = state
+        .store()
+        .resources(row.id)
+        .await?
+        .into_iter()
+        .map(ResourceView::from)
+        .collect();
+    let live = if with_live { live_status(&state, &row.workflow_id).await } else { None };
 
-    Ok(Json(TenantDetail { tenant: TenantResource::from_row(&row, state.config()), resources, live }))
+    Ok(Json(TenantDetail {
+        tenant: TenantResource::from_row(&row, state.config()),
+        resources,
+        live,
+    }))
 }
 
 /// The workflow's own view; absent when Temporal does not answer, which a read tolerates.
@@ -344,7 +403,11 @@ async fn live_status(state: &AppState, workflow_id: &str) -> Option<TenantStatus
     match tokio::time::timeout(ENGINE_TIMEOUT / 3, engine.status(workflow_id)).await {
         Ok(Ok(status)) => status,
         Ok(Err(err)) => {
-            tracing::warn!(workflow_id, error = format!("{err:#}"), "workflow status query failed");
+            tracing::warn!(
+                workflow_id,
+                error = format!("{err:#}"),
+                "workflow status query failed"
+            );
             None
         }
         Err(_) => {
@@ -379,12 +442,24 @@ pub async fn tenants_list(
     // One extra row tells whether another page follows.
     let mut rows = state
         .store()
-        .list_tenants(&org_id, filter, params.after.as_deref().filter(|a| !a.is_empty()), i64::from(limit) + 1)
+        .list_tenants(
+            &org_id,
+            filter,
+            params.after.as_deref().filter(|a| !a.is_empty()),
+            i64::from(limit) + 1,
+        )
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_after = if more { rows.last().map(|r| r.slug.clone()) } else { None };
-    let items = rows.iter().map(|r| TenantResource::from_row(r, state.config())).collect();
+    let next_after = if more {
+        rows.last().map(|r| r.slug.clone())
+    } else {
+        None
+    };
+    let items = rows
+        .iter()
+        .map(|r| TenantResource::from_row(r, state.config()))
+        .collect();
     Ok(Json(TenantPage { items, next_after }))
 }
 
@@ -400,16 +475,21 @@ pub async fn tenants_events(
     authorize(&state, &caller, &org_id, Access::Read).await?;
     let after = match params.after.as_deref() {
         None | Some("") => 0,
-        Some(a) => a
-            .parse::<i64>()
-            .ok()
-            .filter(|a| *a >= 0)
-            .ok_or_else(|| ApiError::field("after", "invalid", "after must be the id of an event (a number >= 0)"))?,
+        Some(a) => a.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
+            ApiError::field(
+                "after",
+                "invalid",
+                "after must be the id of an event (a number >= 0)",
+            )
+        })?,
     };
     let limit = parse_limit(params.limit.as_deref(), 100, MAX_EVENTS_PAGE)?;
     let row = find_tenant(&state, &org_id, &slug).await?;
 
-    let events = state.store().events(row.id, after, i64::from(limit)).await?;
+    let events = state
+        .store()
+        .events(row.id, after, i64::from(limit))
+        .await?;
     Ok(Json(events.into_iter().map(EventView::from).collect()))
 }
 
@@ -428,7 +508,13 @@ fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiErro
             .parse::<u32>()
             .ok()
             .filter(|l| (1..=max).contains(l))
-            .ok_or_else(|| ApiError::field("limit", "out_of_range", format!("limit must be a number from 1 to {max}"))),
+            .ok_or_else(|| {
+                ApiError::field(
+                    "limit",
+                    "out_of_range",
+                    format!("limit must be a number from 1 to {max}"),
+                )
+            }),
     }
 }
 
@@ -463,8 +549,14 @@ mod tests {
     fn resource_links_and_url() {
         let resource = TenantResource::from_row(&row(), &ApiConfig::default());
         assert_eq!(resource.url, "https://prod-acme.tenants.localhost:8443");
-        assert_eq!(resource.links.self_, "/api/v1/organizations/acme/tenants/prod");
-        assert_eq!(resource.links.events, "/api/v1/organizations/acme/tenants/prod/events");
+        assert_eq!(
+            resource.links.self_,
+            "/api/v1/organizations/acme/tenants/prod"
+        );
+        assert_eq!(
+            resource.links.events,
+            "/api/v1/organizations/acme/tenants/prod/events"
+        );
         assert_eq!(
             resource.links.temporal_ui,
             "http://127.0.0.1:8233/namespaces/default/workflows/tenant%2Facme%2Fprod"

@@ -28,7 +28,9 @@ async fn main() -> anyhow::Result<()> {
     let saga = connect_saga().await?;
     let state = AppState::new(store, Some(saga), config.clone());
 
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     tracing::info!(%listen, domain = %config.domain, "tenant API listening");
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown_signal())
@@ -46,11 +48,16 @@ async fn connect_saga() -> anyhow::Result<Saga> {
         match Saga::connect_from_env().await {
             Ok(saga) => return Ok(saga),
             Err(err) if started.elapsed() < SAGA_CONNECT_DEADLINE => {
-                tracing::warn!(error = format!("{err:#}"), "cannot reach Temporal yet; retrying in 1 s");
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    "cannot reach Temporal yet; retrying in 1 s"
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(err) => {
-                return Err(err).context(format!("no connection to Temporal within {SAGA_CONNECT_DEADLINE:?}"));
+                return Err(err).context(format!(
+                    "no connection to Temporal within {SAGA_CONNECT_DEADLINE:?}"
+                ));
             }
         }
     }

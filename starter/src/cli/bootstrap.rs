@@ -38,7 +38,9 @@ async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
                 check_display_name("--org-name", name, MAX_ORG_NAME)?;
             }
         }
-        (None, None, Some(operator)) => check_display_name("--operator", operator, MAX_PRINCIPAL_NAME)?,
+        (None, None, Some(operator)) => {
+            check_display_name("--operator", operator, MAX_PRINCIPAL_NAME)?
+        }
         _ => anyhow::bail!("pass either --org <slug> --owner <name>, or --operator <name>"),
     }
 
@@ -47,12 +49,18 @@ async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
         (Some(org), Some(owner), None) => {
             let org_name = args.org_name.as_deref().unwrap_or(org);
             let (owner, token) = store.bootstrap(org, org_name, owner).await?;
-            eprintln!("created organisation {org} owned by {} (principal {})", owner.name, owner.id);
+            eprintln!(
+                "created organisation {org} owned by {} (principal {})",
+                owner.name, owner.id
+            );
             (owner, token)
         }
         (None, None, Some(operator)) => {
             let (operator, token) = store.bootstrap_operator(operator).await?;
-            eprintln!("created platform operator {} (principal {})", operator.name, operator.id);
+            eprintln!(
+                "created platform operator {} (principal {})",
+                operator.name, operator.id
+            );
             (operator, token)
         }
         _ => unreachable!("checked above"),
@@ -62,7 +70,10 @@ async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
         let path = save_token(&token)?;
         eprintln!("saved the token to {}", path.display());
     }
-    eprintln!("the API token for {} follows; it is shown only this once:", principal.name);
+    eprintln!(
+        "the API token for {} follows; it is shown only this once:",
+        principal.name
+    );
     println!("{}", token.expose());
     Ok(())
 }
@@ -104,7 +115,8 @@ fn check_display_name(flag: &str, value: &str, max: usize) -> anyhow::Result<()>
 fn save_token(token: &IssuedToken) -> anyhow::Result<std::path::PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 
-    let path = token_file().context("neither XDG_CONFIG_HOME nor HOME is set; cannot save the token")?;
+    let path =
+        token_file().context("neither XDG_CONFIG_HOME nor HOME is set; cannot save the token")?;
     if let Some(dir) = path.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -7,7 +7,9 @@ use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::api::Problem;
-use crate::api::tenants::{CreateTenantBody, EventView, PATH_SEGMENT, TenantDetail, TenantPage, TenantResource};
+use crate::api::tenants::{
+    CreateTenantBody, EventView, PATH_SEGMENT, TenantDetail, TenantPage, TenantResource,
+};
 
 /// Why a call to the API did not give the expected answer.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +52,9 @@ impl ApiClient {
     pub fn new(base: &str, token: String) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Config(format!("the API URL {base:?} must start with http:// or https://")));
+            return Err(ClientError::Config(format!(
+                "the API URL {base:?} must start with http:// or https://"
+            )));
         }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -61,11 +65,19 @@ impl ApiClient {
     }
 
     fn tenants_url(&self, org: &str) -> String {
-        format!("{}/api/v1/organizations/{}/tenants", self.base, utf8_percent_encode(org, PATH_SEGMENT))
+        format!(
+            "{}/api/v1/organizations/{}/tenants",
+            self.base,
+            utf8_percent_encode(org, PATH_SEGMENT)
+        )
     }
 
     fn tenant_url(&self, org: &str, slug: &str) -> String {
-        format!("{}/{}", self.tenants_url(org), utf8_percent_encode(slug, PATH_SEGMENT))
+        format!(
+            "{}/{}",
+            self.tenants_url(org),
+            utf8_percent_encode(slug, PATH_SEGMENT)
+        )
     }
 
     /// `POST .../tenants`; the status tells a new tenant (202) from a repeat (200).
@@ -80,9 +92,17 @@ impl ApiClient {
         Ok((status, raw, resource))
     }
 
-    pub async fn tenant(&self, org: &str, slug: &str) -> Result<(serde_json::Value, TenantDetail), ClientError> {
+    /// One tenant; `live` also asks the workflow for its view (slower, and not needed by
+    /// a poller that only waits for the stored state to settle).
+    pub async fn tenant(
+        &self,
+        org: &str,
+        slug: &str,
+        live: bool,
+    ) -> Result<(serde_json::Value, TenantDetail), ClientError> {
         let url = self.tenant_url(org, slug);
-        let (status, raw) = self.send(&url, self.http.get(&url)).await?;
+        let request = self.http.get(&url).query(&[("live", live.to_string())]);
+        let (status, raw) = self.send(&url, request).await?;
         let detail = decode(status, &raw)?;
         Ok((raw, detail))
     }
@@ -102,9 +122,18 @@ impl ApiClient {
         Ok((raw, page))
     }
 
-    pub async fn events(&self, org: &str, slug: &str, after: i64, limit: u32) -> Result<Vec<EventView>, ClientError> {
+    pub async fn events(
+        &self,
+        org: &str,
+        slug: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<EventView>, ClientError> {
         let url = format!("{}/events", self.tenant_url(org, slug));
-        let request = self.http.get(&url).query(&[("after", after.to_string()), ("limit", limit.to_string())]);
+        let request = self
+            .http
+            .get(&url)
+            .query(&[("after", after.to_string()), ("limit", limit.to_string())]);
         let (status, raw) = self.send(&url, request).await?;
         decode(status, &raw)
     }
@@ -114,27 +143,47 @@ impl ApiClient {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, serde_json::Value), ClientError> {
-        let transport = |source| ClientError::Transport { url: url.to_owned(), source };
-        let response = request.bearer_auth(&self.token).send().await.map_err(transport)?;
+        let transport = |source| ClientError::Transport {
+            url: url.to_owned(),
+            source,
+        };
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(transport)?;
         let status = response.status();
         let text = response.text().await.map_err(transport)?;
         let value: Option<serde_json::Value> = serde_json::from_str(&text).ok();
         if !status.is_success() {
-            return Err(match value.and_then(|v| serde_json::from_value::<Problem>(v).ok()) {
-                Some(problem) => ClientError::Problem(problem),
-                None => ClientError::Unexpected { status, body: shorten(&text) },
-            });
+            return Err(
+                match value.and_then(|v| serde_json::from_value::<Problem>(v).ok()) {
+                    Some(problem) => ClientError::Problem(problem),
+                    None => ClientError::Unexpected {
+                        status,
+                        body: shorten(&text),
+                    },
+                },
+            );
         }
         match value {
             Some(value) => Ok((status, value)),
-            None => Err(ClientError::Unexpected { status, body: shorten(&text) }),
+            None => Err(ClientError::Unexpected {
+                status,
+                body: shorten(&text),
+            }),
         }
     }
 }
 
-fn decode<T: DeserializeOwned>(status: StatusCode, raw: &serde_json::Value) -> Result<T, ClientError> {
-    serde_json::from_value(raw.clone())
-        .map_err(|e| ClientError::Unexpected { status, body: format!("a body this CLI cannot read ({e})") })
+fn decode<T: DeserializeOwned>(
+    status: StatusCode,
+    raw: &serde_json::Value,
+) -> Result<T, ClientError> {
+    serde_json::from_value(raw.clone()).map_err(|e| ClientError::Unexpected {
+        status,
+        body: format!("a body this CLI cannot read ({e})"),
+    })
 }
 
 fn shorten(text: &str) -> String {

@@ -44,11 +44,20 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
         Err(err) => return report(err),
     };
     if status == StatusCode::ACCEPTED {
-        eprintln!("✓ request accepted: {}/{} (incarnation {})", tenant.org, tenant.slug, tenant.incarnation);
+        eprintln!(
+            "✓ request accepted: {}/{} (incarnation {})",
+            tenant.org, tenant.slug, tenant.incarnation
+        );
     } else {
-        eprintln!("✓ {}/{} was already requested; following it ({})", tenant.org, tenant.slug, tenant.state);
+        eprintln!(
+            "✓ {}/{} was already requested; following it ({})",
+            tenant.org, tenant.slug, tenant.state
+        );
     }
-    eprintln!("  workflow {}  {}", tenant.workflow_id, tenant.links.temporal_ui);
+    eprintln!(
+        "  workflow {}  {}",
+        tenant.workflow_id, tenant.links.temporal_ui
+    );
 
     if args.no_wait {
         match format {
@@ -91,7 +100,7 @@ async fn follow(
     loop {
         let polled = async {
             print_new_events(client, org, slug, incarnation, &mut after).await?;
-            client.tenant(org, slug).await
+            client.tenant(org, slug, false).await
         }
         .await;
         match polled {
@@ -146,7 +155,10 @@ fn finish(raw: serde_json::Value, detail: Box<TenantDetail>, format: OutputForma
     let tenant = &detail.tenant;
     let outcome = match tenant.state.as_str() {
         "active" | "suspended" => {
-            eprintln!("✓ tenant {}/{} is {}", tenant.org, tenant.slug, tenant.state);
+            eprintln!(
+                "✓ tenant {}/{} is {}",
+                tenant.org, tenant.slug, tenant.state
+            );
             Outcome::Success
         }
         state => {
@@ -189,7 +201,13 @@ mod tests {
     fn follows_until_a_stable_state() {
         assert!(!settled("provisioning"));
         assert!(!settled("compensating"));
-        for state in ["active", "failed", "suspended", "decommissioning", "decommissioned"] {
+        for state in [
+            "active",
+            "failed",
+            "suspended",
+            "decommissioning",
+            "decommissioned",
+        ] {
             assert!(settled(state), "{state}");
         }
     }

@@ -51,11 +51,23 @@ impl From<Outcome> for ExitCode {
 )]
 pub struct Cli {
     /// Base URL of the Tenant Provisioner API
-    #[arg(long, env = "TP_API_URL", default_value = "http://127.0.0.1:8080", global = true, help_heading = "Global options")]
+    #[arg(
+        long,
+        env = "TP_API_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true,
+        help_heading = "Global options"
+    )]
     api_url: String,
 
     /// API token; without one, ~/.config/tenant-provisioner/token is read
-    #[arg(long, env = "TP_TOKEN", hide_env_values = true, global = true, help_heading = "Global options")]
+    #[arg(
+        long,
+        env = "TP_TOKEN",
+        hide_env_values = true,
+        global = true,
+        help_heading = "Global options"
+    )]
     token: Option<String>,
 
     /// How data written to stdout is formatted
@@ -201,12 +213,18 @@ async fn run(cli: Cli) -> Outcome {
     if let Command::Bootstrap(args) = cli.command {
         return bootstrap::bootstrap(args).await;
     }
-    let token = match cli.token.filter(|t| !t.trim().is_empty()).or_else(read_token_file) {
+    let token = match cli
+        .token
+        .filter(|t| !t.trim().is_empty())
+        .or_else(read_token_file)
+    {
         Some(token) => token,
         None => {
             eprintln!(
                 "error: no API token; pass --token, set TP_TOKEN, or save one to {}",
-                token_file().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.config/tenant-provisioner/token".into())
+                token_file()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "~/.config/tenant-provisioner/token".into())
             );
             return Outcome::Failure;
         }
@@ -219,8 +237,12 @@ async fn run(cli: Cli) -> Outcome {
         Command::Bootstrap(_) => unreachable!("handled above"),
         Command::Create(args) => return create::create(&client, args, format).await,
         Command::Get(args) => output::get(&client, &args.org, &args.slug, format).await,
-        Command::List(args) => output::list(&client, &args.org, args.state.as_deref(), format).await,
-        Command::Events(args) => output::events(&client, &args.org, &args.slug, args.after, format).await,
+        Command::List(args) => {
+            output::list(&client, &args.org, args.state.as_deref(), format).await
+        }
+        Command::Events(args) => {
+            output::events(&client, &args.org, &args.slug, args.after, format).await
+        }
     };
     match result {
         Ok(()) => Outcome::Success,
@@ -245,7 +267,11 @@ pub fn token_file() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".config")))?;
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".config"))
+        })?;
     Some(base.join("tenant-provisioner").join("token"))
 }
 
@@ -267,7 +293,15 @@ mod tests {
 
     #[test]
     fn bootstrap_needs_an_org_with_owner_or_an_operator() {
-        let parse = |args: &[&str]| Cli::try_parse_from([&["tenants", "bootstrap", "--database-url", "postgres://x"], args].concat());
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                [
+                    &["tenants", "bootstrap", "--database-url", "postgres://x"],
+                    args,
+                ]
+                .concat(),
+            )
+        };
         assert!(parse(&["--org", "acme", "--owner", "alice"]).is_ok());
         assert!(parse(&["--operator", "ops"]).is_ok());
         assert!(parse(&["--org", "acme"]).is_err());

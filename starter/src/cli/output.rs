@@ -6,7 +6,10 @@ use crate::api::tenants::{EventView, TenantDetail, TenantResource};
 use super::{ApiClient, ClientError, OutputFormat};
 
 pub(super) fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
 }
 
 /// One line per audit event, e.g. `✓ allocate_storage completed`,
@@ -36,7 +39,10 @@ pub fn event_line(event: &EventView) -> String {
             None => format!("{symbol} {phase} started"),
         },
         (true, Some(phase), Some("failed")) => match event.attempt {
-            Some(attempt) => format!("{symbol} {phase} attempt {attempt} failed: {}", event.message),
+            Some(attempt) => format!(
+                "{symbol} {phase} attempt {attempt} failed: {}",
+                event.message
+            ),
             None => format!("{symbol} {phase} failed: {}", event.message),
         },
         _ if event.message.is_empty() => format!("{symbol} {kind}"),
@@ -44,8 +50,13 @@ pub fn event_line(event: &EventView) -> String {
     }
 }
 
-pub(super) async fn get(client: &ApiClient, org: &str, slug: &str, format: OutputFormat) -> Result<(), ClientError> {
-    let (raw, detail) = client.tenant(org, slug).await?;
+pub(super) async fn get(
+    client: &ApiClient,
+    org: &str,
+    slug: &str,
+    format: OutputFormat,
+) -> Result<(), ClientError> {
+    let (raw, detail) = client.tenant(org, slug, true).await?;
     match format {
         OutputFormat::Json => print_json(&raw),
         OutputFormat::Table => print_detail(&detail),
@@ -69,14 +80,30 @@ fn print_detail(detail: &TenantDetail) {
         ("workflow", t.workflow_id.clone()),
         ("run", or_dash(t.run_id.as_deref())),
         ("temporal ui", t.links.temporal_ui.clone()),
-        ("updated", t.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+        (
+            "updated",
+            t.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        ),
     ];
     if let Some(error) = &t.last_error {
-        rows.push(("last error", error.get("message").and_then(|m| m.as_str()).unwrap_or("-").to_owned()));
+        rows.push((
+            "last error",
+            error
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("-")
+                .to_owned(),
+        ));
     }
     if let Some(live) = &detail.live {
         let phase = live.phase.map(|p| p.as_str()).unwrap_or("-");
-        rows.push(("live", format!("{} (phase {phase}, heading for {})", live.state, live.next_stable_state)));
+        rows.push((
+            "live",
+            format!(
+                "{} (phase {phase}, heading for {})",
+                live.state, live.next_stable_state
+            ),
+        ));
     }
     for (key, value) in rows {
         println!("{key:<12} {value}");
@@ -88,7 +115,10 @@ fn print_detail(detail: &TenantDetail) {
                 Some(at) => format!("released {}", at.format("%Y-%m-%d %H:%M:%S")),
                 None => "live".to_owned(),
             };
-            println!("  {:<10} {:<40} #{:<3} {released}", r.kind, r.name, r.incarnation);
+            println!(
+                "  {:<10} {:<40} #{:<3} {released}",
+                r.kind, r.name, r.incarnation
+            );
         }
     }
 }
@@ -180,7 +210,11 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         println!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_string()).collect());
@@ -212,13 +246,35 @@ mod tests {
 
     #[test]
     fn event_lines_read_like_progress() {
-        assert_eq!(event_line(&event("phase_completed", Some("allocate_storage"), Some(1), "")), "✓ allocate_storage completed");
-        assert_eq!(event_line(&event("phase_started", Some("deploy"), Some(1), "")), "… deploy started (attempt 1)");
         assert_eq!(
-            event_line(&event("phase_failed", Some("deploy"), Some(2), "socket not ready")),
+            event_line(&event(
+                "phase_completed",
+                Some("allocate_storage"),
+                Some(1),
+                ""
+            )),
+            "✓ allocate_storage completed"
+        );
+        assert_eq!(
+            event_line(&event("phase_started", Some("deploy"), Some(1), "")),
+            "… deploy started (attempt 1)"
+        );
+        assert_eq!(
+            event_line(&event(
+                "phase_failed",
+                Some("deploy"),
+                Some(2),
+                "socket not ready"
+            )),
             "✗ deploy attempt 2 failed: socket not ready"
         );
-        assert_eq!(event_line(&event("request_accepted", None, None, "request accepted")), "• request accepted");
-        assert_eq!(event_line(&event("email_failed", None, None, "welcome refused")), "✗ welcome refused");
+        assert_eq!(
+            event_line(&event("request_accepted", None, None, "request accepted")),
+            "• request accepted"
+        );
+        assert_eq!(
+            event_line(&event("email_failed", None, None, "welcome refused")),
+            "✗ welcome refused"
+        );
     }
 }

@@ -19,7 +19,8 @@ use tenant_store::access::Role;
 use uuid::Uuid;
 
 pub fn admin_url() -> String {
-    std::env::var("TP_TEST_ADMIN_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TP_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A database that exists for one test and is dropped when the test ends, even on panic.
@@ -32,11 +33,21 @@ impl TestDb {
     pub async fn create() -> anyhow::Result<Self> {
         let admin = admin_url();
         let name = format!("tp_api_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin).await.context("connecting as the test superuser")?;
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut conn).await?;
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .context("connecting as the test superuser")?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
-        let base = admin.rsplit_once('/').map(|(base, _)| base).context("admin URL has no database")?;
-        Ok(Self { url: format!("{base}/{name}"), name })
+        let base = admin
+            .rsplit_once('/')
+            .map(|(base, _)| base)
+            .context("admin URL has no database")?;
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
     }
 }
 
@@ -45,10 +56,16 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop may run inside the test's runtime, so the cleanup gets a runtime of its own.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut conn).await.ok()
+                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
             })
         });
         let _ = cleanup.join();
@@ -65,7 +82,10 @@ pub struct FakeEngine {
 
 impl FakeEngine {
     pub fn failing(times: u32) -> Self {
-        Self { fail_starts: AtomicU32::new(times), ..Default::default() }
+        Self {
+            fail_starts: AtomicU32::new(times),
+            ..Default::default()
+        }
     }
 
     pub fn starts(&self) -> Vec<TenantSpec> {
@@ -76,16 +96,25 @@ impl FakeEngine {
 impl WorkflowEngine for FakeEngine {
     fn start<'a>(&'a self, spec: &'a TenantSpec) -> BoxFuture<'a, anyhow::Result<String>> {
         Box::pin(async move {
-            let failed = self.fail_starts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            let failed = self
+                .fail_starts
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
             if failed.is_ok() {
                 anyhow::bail!("connection refused (fake)");
             }
             self.started.lock().unwrap().push(spec.clone());
-            Ok(format!("run-{}-{}", spec.names.tenant_id.simple(), spec.incarnation))
+            Ok(format!(
+                "run-{}-{}",
+                spec.names.tenant_id.simple(),
+                spec.incarnation
+            ))
         })
     }
 
-    fn status<'a>(&'a self, _workflow_id: &'a str) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>> {
+    fn status<'a>(
+        &'a self,
+        _workflow_id: &'a str,
+    ) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>> {
         Box::pin(async move {
             let started = self.started.lock().unwrap().last().cloned();
             Ok(started.map(|spec| TenantStatus {
@@ -119,12 +148,19 @@ pub struct TestApp {
 
 pub async fn spawn_app(engine: Option<Arc<dyn WorkflowEngine>>) -> TestApp {
     let db = TestDb::create().await.expect("creating the test database");
-    let store = Store::connect(&db.url, 5).await.expect("connecting and migrating");
+    let store = Store::connect(&db.url, 5)
+        .await
+        .expect("connecting and migrating");
     let state = AppState::with_engine(store.clone(), engine, ApiConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
-    TestApp { base, store, http: reqwest::Client::new(), db }
+    TestApp {
+        base,
+        store,
+        http: reqwest::Client::new(),
+        db,
+    }
 }
 
 pub struct Answer {
@@ -143,20 +179,39 @@ impl TestApp {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
-        Answer { status, headers, body }
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("{status}: body is not JSON: {text:?}"));
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn create(&self, org: &str, token: &str, body: Value) -> Answer {
-        self.answer(self.http.post(self.tenants_url(org)).bearer_auth(token).json(&body)).await
+        self.answer(
+            self.http
+                .post(self.tenants_url(org))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
-        self.answer(self.http.get(format!("{}{path}", self.base)).bearer_auth(token)).await
+        self.answer(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(self.store.pool()).await.unwrap()
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
     }
 
     /// An organisation with its owner; the owner's token.
@@ -168,8 +223,16 @@ impl TestApp {
     /// A principal with `role` in `org`; its token.
     pub async fn member(&self, name: &str, org: &str, role: Role) -> String {
         let principal = self.store.create_principal(name, false).await.unwrap();
-        self.store.add_membership(principal.id, org, role).await.unwrap();
-        self.store.create_token(principal.id, "test", None).await.unwrap().expose().to_owned()
+        self.store
+            .add_membership(principal.id, org, role)
+            .await
+            .unwrap();
+        self.store
+            .create_token(principal.id, "test", None)
+            .await
+            .unwrap()
+            .expose()
+            .to_owned()
     }
 
     pub async fn operator(&self, name: &str) -> String {
@@ -177,4 +240,3 @@ impl TestApp {
         token.expose().to_owned()
     }
 }
-
