@@ -72,6 +72,12 @@ impl ActivitiesConfig {
     /// Refuses settings that would derive invalid names or paths later.
     pub fn check(&self) -> Result<(), String> {
         tenant_domain::identity::check_domain(&self.domain)?;
+        if !self.runtime_dir.is_absolute() {
+            return Err(format!(
+                "runtime dir {} must be an absolute path (Caddy resolves paths from its own working directory)",
+                self.runtime_dir.display()
+            ));
+        }
         let dir_len = self.runtime_dir.as_os_str().len();
         if dir_len > MAX_RUNTIME_DIR_LEN {
             return Err(format!(

@@ -113,7 +113,7 @@ impl Mailer {
             }
             Err(e) if e.is_permanent() => {
                 let answer = e.to_string();
-                warn!(message_id = %message_id, error = %answer, "email refused by the SMTP server");
+                warn!(message_id = %message_id, error = %answer, "email refused by the server");
                 EmailOutcome {
                     kind,
                     delivered: false,
@@ -307,6 +307,7 @@ mod tests {
             console_url: "https://console.example.com/?a=1&b=2".into(),
             secret_key: vec![7; 32],
             fail_phase: None,
+            slow_phase: None,
         }
     }
 

@@ -40,7 +40,11 @@ impl Identity {
     /// Creates the tenant's signing key pair and its first admin's invitation, or adopts
     /// them when this incarnation already has them; a realm of an earlier incarnation is
     /// replaced. One transaction: a retry never finds half a realm.
-    #[instrument(name = "identity.allocate", skip_all, fields(tenant = %spec.names.host, incarnation = spec.incarnation))]
+    #[instrument(
+        name = "identity.allocate",
+        skip_all,
+        fields(tenant = %spec.names.host, incarnation = spec.incarnation)
+    )]
     pub async fn allocate(&self, spec: &TenantSpec) -> StepResult<Allocation> {
         let tenant_id = spec.tenant_id();
         let mut tx = self.store.pool().begin().await?;
@@ -127,7 +131,11 @@ impl Identity {
     }
 
     /// Deletes the tenant's realm and invitation. Nothing to delete is success.
-    #[instrument(name = "identity.release", skip_all, fields(tenant = %spec.names.host, incarnation = spec.incarnation))]
+    #[instrument(
+        name = "identity.release",
+        skip_all,
+        fields(tenant = %spec.names.host, incarnation = spec.incarnation)
+    )]
     pub async fn release(&self, spec: &TenantSpec) -> StepResult<()> {
         let tenant_id = spec.tenant_id();
         let mut tx = self.store.pool().begin().await?;

@@ -36,6 +36,10 @@ pub const PERMANENT_ERROR_TYPES: &[&str] =
     "RouteTaken",
     "UnknownPlan",
     "StoragePermissionDenied",
+    "RouteMissing",
+    "TenantMissing",
+    "StaleIncarnation",
+    "InvalidRecipient",
 ];
 
 /// Everything the activities drive, shared by all of them.

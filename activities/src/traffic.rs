@@ -565,6 +565,7 @@ mod tests {
             console_url: "https://console.example.com".into(),
             secret_key: vec![7; 32],
             fail_phase: None,
+            slow_phase: None,
         })
     }
 

@@ -578,6 +578,14 @@ async fn an_accepted_tenant_is_202_and_readable() {
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
     assert_eq!(shown.body["live"]["next_stable_state"], "active");
     assert_eq!(shown.body["resources"], json!([]));
+    let stored = app
+        .get(
+            "/api/v1/organizations/acme/tenants/production-eu?live=false",
+            &member,
+        )
+        .await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.body);
+    assert!(stored.body.get("live").is_none(), "{}", stored.body);
 
     let events = app
         .get(

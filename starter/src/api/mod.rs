@@ -4,6 +4,7 @@
 //! - `POST /api/v1/organizations/{org_id}/tenants` — accept a tenant and start its saga
 //! - `GET  /api/v1/organizations/{org_id}/tenants` — list (`state`, `limit`, `after`)
 //! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}` — one tenant, ledger, live status
+//!   (`live=false` skips asking the workflow)
 //! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}/events` — the audit feed
 //! - `GET  /healthz/live`, `GET /healthz/ready`
 //!
@@ -382,21 +383,12 @@ pub(crate) const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 mod tests {
     use super::*;
 
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, Default, serde::Deserialize)]
     #[serde(deny_unknown_fields, default)]
     #[allow(dead_code)]
     struct Body {
         slug: String,
         name: Option<String>,
-    }
-
-    impl Default for Body {
-        fn default() -> Self {
-            Self {
-                slug: String::new(),
-                name: None,
-            }
-        }
     }
 
     fn refused(json: &str) -> (String, String) {

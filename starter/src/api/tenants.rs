@@ -377,7 +377,13 @@ pub async fn tenants_show(
     let with_live = match params.live.as_deref() {
         None | Some("" | "true" | "1") => true,
         Some("false" | "0") => false,
-        Some(_) => return Err(ApiError::field("live", "invalid", "live must be true or false")),
+        Some(_) => {
+            return Err(ApiError::field(
+                "live",
+                "invalid",
+                "live must be true or false",
+            ));
+        }
     };
     let row = find_tenant(&state, &org_id, &slug).await?;
 
@@ -388,7 +394,11 @@ pub async fn tenants_show(
         .into_iter()
         .map(ResourceView::from)
         .collect();
-    let live = if with_live { live_status(&state, &row.workflow_id).await } else { None };
+    let live = if with_live {
+        live_status(&state, &row.workflow_id).await
+    } else {
+        None
+    };
 
     Ok(Json(TenantDetail {
         tenant: TenantResource::from_row(&row, state.config()),
