@@ -14,6 +14,7 @@ pub mod secrets;
 pub mod storage;
 pub mod temporal;
 pub mod traffic;
+pub mod verify;
 pub mod workload;
 
 pub use config::ActivitiesConfig;

@@ -23,6 +23,7 @@ use crate::{
     identity::Identity,
     storage::Storage,
     traffic::Edge,
+    verify::Verifier,
     workload::Workloads,
 };
 
@@ -40,6 +41,7 @@ pub const PERMANENT_ERROR_TYPES: &[&str] =
     "TenantMissing",
     "StaleIncarnation",
     "InvalidRecipient",
+    "VerificationFailed",
 ];
 
 /// Everything the activities drive, shared by all of them.
@@ -51,6 +53,7 @@ pub struct TenantActivities {
     edge: Edge,
     workloads: Workloads,
     mailer: Mailer,
+    verifier: Verifier,
 }
 
 impl TenantActivities {
@@ -61,6 +64,7 @@ impl TenantActivities {
             edge: Edge::new(cfg.clone()),
             workloads: Workloads::new(cfg.clone()),
             mailer: Mailer::new(cfg.clone(), store.clone())?,
+            verifier: Verifier::new(cfg.clone(), store.clone()),
             cfg,
             store,
         })
@@ -351,6 +355,12 @@ impl TenantActivities {
             }
         })
         .await
+    }
+
+    /// Checks from outside that the host serves this tenant, before the public may reach it.
+    #[activity(name = "verify")]
+    pub async fn verify(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
+        self.phase(&ctx, &input, Phase::Verify, self.verifier.verify(&input.tenant)).await
     }
 
     /// Lets public traffic reach the tenant.

@@ -88,17 +88,21 @@ pub enum Phase {
     AllocateIdentity,
     AllocateTraffic,
     Deploy,
+    /// Checks from outside, over HTTPS with the real certificate, that the host serves this
+    /// tenant's identity endpoint before the public may reach it.
+    Verify,
     MarkActive,
     WelcomeEmails,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Self::Validate,
         Self::AllocateStorage,
         Self::AllocateIdentity,
         Self::AllocateTraffic,
         Self::Deploy,
+        Self::Verify,
         Self::MarkActive,
         Self::WelcomeEmails,
     ];
@@ -110,6 +114,7 @@ impl Phase {
             Self::AllocateIdentity => "allocate_identity",
             Self::AllocateTraffic => "allocate_traffic",
             Self::Deploy => "deploy",
+            Self::Verify => "verify",
             Self::MarkActive => "mark_active",
             Self::WelcomeEmails => "welcome_emails",
         }

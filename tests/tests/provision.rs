@@ -79,7 +79,7 @@ async fn request_becomes_an_active_tenant() -> anyhow::Result<()> {
         .collect();
     assert_eq!(
         completed,
-        ["validate", "allocate_storage", "allocate_identity", "allocate_traffic", "deploy", "mark_active"]
+        ["validate", "allocate_storage", "allocate_identity", "allocate_traffic", "deploy", "verify", "mark_active"]
     );
     let kinds: Vec<&str> = feed.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"request_accepted"), "{kinds:?}");

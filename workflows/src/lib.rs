@@ -231,6 +231,7 @@ impl ProvisionTenant {
         Self::phase(ctx, spec, round, Phase::AllocateIdentity, TenantActivities::allocate_identity, Some(ResourceKind::Identity)).await?;
         Self::phase(ctx, spec, round, Phase::AllocateTraffic, TenantActivities::allocate_traffic, Some(ResourceKind::Traffic)).await?;
         Self::phase(ctx, spec, round, Phase::Deploy, TenantActivities::deploy_workload, Some(ResourceKind::Workload)).await?;
+        Self::phase(ctx, spec, round, Phase::Verify, TenantActivities::verify, None).await?;
         Self::phase(ctx, spec, round, Phase::MarkActive, TenantActivities::mark_active, None).await?;
         Ok(())
     }
@@ -479,6 +480,7 @@ fn phase_options(phase: Phase, spec: &TenantSpec) -> ActivityOptions {
         Phase::AllocateIdentity => (30, format!("create the realm (signing key, first admin invitation) of {host}")),
         Phase::AllocateTraffic => (30, format!("create the edge route for {host} (503 until active)")),
         Phase::Deploy => (120, format!("start the tenant service {} and wait until it is ready", spec.names.workload)),
+        Phase::Verify => (60, format!("verify over HTTPS that {host} serves this tenant's identity endpoint")),
         Phase::MarkActive => (30, format!("open public traffic to {host}")),
         Phase::WelcomeEmails => (30, format!("send the welcome emails for {host}")),
     };
