@@ -128,7 +128,7 @@ impl TenantActivities {
     /// Waits, heartbeating, so the hold does not look like a lost worker.
     async fn hold(&self, ctx: &ActivityContext, delay: Duration) {
         let until = tokio::time::Instant::now() + delay;
-        while tokio::time::Instant::now() < until {
+        while tokio::time::Instant::now() < until && !ctx.is_cancelled() {
             let _ = ctx.record_heartbeat(()).await;
             tokio::time::sleep(Duration::from_millis(500).min(until - tokio::time::Instant::now())).await;
         }

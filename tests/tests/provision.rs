@@ -4,39 +4,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tenant_tests::{ProcessSignal, Stack, StackOptions};
 
-const ACTIVE_WITHIN: Duration = Duration::from_secs(120);
+mod common;
 
-fn events_path(stack: &Stack, slug: &str) -> String {
-    format!("/api/v1/organizations/{}/tenants/{slug}/events?limit=500", stack.org)
-}
-
-async fn events(stack: &Stack, slug: &str) -> anyhow::Result<Vec<Value>> {
-    let answer = stack.api(Method::GET, &events_path(stack, slug), Some(&stack.owner_token), None).await?;
-    anyhow::ensure!(answer.status == StatusCode::OK, "events: {} {}", answer.status, answer.body);
-    let list = answer.body.get("events").cloned().unwrap_or(answer.body);
-    Ok(list.as_array().cloned().unwrap_or_default())
-}
-
-/// Pids of live `tenant-service` processes serving `tenant_id`, found through /proc.
-fn live_workloads(tenant_id: &str) -> Vec<i32> {
-    let wanted = format!("TENANT_ID={tenant_id}");
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        let is_tenant = environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes());
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
-        if is_tenant && !zombie {
-            pids.push(pid);
-        }
-    }
-    pids
-}
+use common::{ACTIVE_WITHIN, events, live_workloads};
 
 /// A request becomes an active tenant whose host serves its workload over HTTPS, its first
 /// admin gets three emails in order, the audit feed shows every phase in order, and the

@@ -16,7 +16,7 @@ use temporalio_common::{
 };
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    ActivityCancellationType, ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
     WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 use tenant_activities::temporal::{DEPLOY_HEARTBEAT_TIMEOUT, PERMANENT_ERROR_TYPES, TenantActivities};
@@ -119,8 +119,14 @@ impl ProvisionTenant {
             loop {
                 let request = tokio_free_wait(ctx).await;
                 let Some(request) = request else {
-                    // Cancelled while stable: release everything, like a decommission.
-                    Self::decommission(ctx, &spec, round, "temporal-cancel").await;
+                    // Cancelled while stable. Releasing would destroy a live tenant's data on
+                    // one click, so the tenant is left as it is; an identical create request
+                    // starts a new run, which adopts everything and resumes managing it.
+                    let state = ctx.state(|s| s.state);
+                    let message = format!(
+                        "workflow cancelled while {state}; the tenant was left as it is (repeat the create request to resume managing it)"
+                    );
+                    Self::record_event(ctx, &spec, "workflow_cancelled", message, "temporal").await;
                     return Err(WorkflowTermination::cancelled());
                 };
                 match request.action {
@@ -484,8 +490,11 @@ fn phase_options(phase: Phase, spec: &TenantSpec) -> ActivityOptions {
         Phase::MarkActive => (30, format!("open public traffic to {host}")),
         Phase::WelcomeEmails => (30, format!("send the welcome emails for {host}")),
     };
+    // On a workflow cancel, wait until the running step has stopped before unwinding, so
+    // a release can never run while its own allocation is still half-way through.
     let builder = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(timeout))
         .retry_policy(retry)
+        .cancellation_type(ActivityCancellationType::WaitCancellationCompleted)
         .summary(summary);
     if phase == Phase::Deploy {
         builder.heartbeat_timeout(DEPLOY_HEARTBEAT_TIMEOUT).build()
