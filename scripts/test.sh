@@ -34,6 +34,9 @@ set -e
 echo
 echo "==== summary (full output in ${log#"$ROOT"/}) ===="
 grep -E '^test result:' "$log" || true
+# Targets that failed as a whole (a doctest that did not compile, a test binary that crashed).
+awk '/^error: [0-9]+ targets? failed/ { listing = 1; print; next }
+     listing && /^    `/ { print; next } { listing = 0 }' "$log"
 # cargo lists the failed tests of each binary under a second "failures:" heading.
 awk '/^failures:$/ { listing = 1; next } listing && /^    [^ ]/ { print "FAILED " $1; next } { listing = 0 }' "$log"
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

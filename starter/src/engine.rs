@@ -1,43 +1,64 @@
-//! The API's port to the saga: start a tenant's workflow, ask its status, check health.
+//! How the API calls the saga on Temporal: every call is bounded by a deadline, so an outage
+//! turns into a prompt 503 rather than a hung request, and a failure's cause is kept for the
+//! log, never for a response body.
 //!
-//! The router depends on this trait rather than on [`Saga`] directly so that tests can
-//! stand in for Temporal (an engine that is down, or one that fails once). The
-//! implementation for [`Saga`] only forwards to its methods; nothing here may add
-//! behaviour of its own, or the API would act differently in tests and in production.
+//! These functions only forward to [`Saga`] and time the call; they must never decide
+//! anything about a tenant, or the API would behave differently from the saga it fronts.
 
-use futures::future::BoxFuture;
-use tenant_domain::{TenantSpec, TenantStatus};
+use std::future::Future;
+use std::time::Duration;
 
-use crate::saga::Saga;
+use tenant_domain::{LifecycleRequest, TenantSpec, TenantStatus};
 
-/// What the API needs from the workflow engine.
-pub trait WorkflowEngine: Send + Sync + 'static {
-    /// Starts the tenant's workflow (or finds the run serving this incarnation); the run id.
-    fn start<'a>(&'a self, spec: &'a TenantSpec) -> BoxFuture<'a, anyhow::Result<String>>;
+use crate::saga::{ActionOutcome, Saga, WorkflowRun};
 
-    /// The workflow's live status; `None` when no workflow exists for the id.
-    fn status<'a>(
-        &'a self,
-        workflow_id: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>>;
+/// How long a request waits for Temporal before answering 503. A lifecycle update waits for
+/// the worker to run the workflow's validator, so this also bounds a worker outage.
+pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// True when the engine answers.
-    fn healthy(&self) -> BoxFuture<'_, bool>;
+/// A read that the caller can do without (the live status) gives up sooner.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why Temporal gave no usable answer. For the log: the text may name internal addresses.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no answer from Temporal within {0:?}")]
+    TimedOut(Duration),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
 }
 
-impl WorkflowEngine for Saga {
-    fn start<'a>(&'a self, spec: &'a TenantSpec) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(Saga::start(self, spec))
+async fn bounded<T>(
+    limit: Duration,
+    call: impl Future<Output = anyhow::Result<T>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(EngineError::Failed(err)),
+        Err(_) => Err(EngineError::TimedOut(limit)),
     }
+}
 
-    fn status<'a>(
-        &'a self,
-        workflow_id: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>> {
-        Box::pin(Saga::status(self, workflow_id))
-    }
+/// Starts the tenant's workflow, or finds the run serving this incarnation; its run id.
+pub async fn start(saga: &Saga, spec: &TenantSpec) -> Result<String, EngineError> {
+    bounded(ENGINE_TIMEOUT, saga.start(spec)).await
+}
 
-    fn healthy(&self) -> BoxFuture<'_, bool> {
-        Box::pin(Saga::healthy(self))
-    }
+/// The workflow's own view of the tenant; `None` when no workflow has the id.
+pub async fn status(saga: &Saga, workflow_id: &str) -> Result<Option<TenantStatus>, EngineError> {
+    bounded(STATUS_TIMEOUT, saga.status(workflow_id)).await
+}
+
+/// Sends a lifecycle action as an update and returns whether the workflow accepted it.
+pub async fn lifecycle(
+    saga: &Saga,
+    workflow_id: &str,
+    request: LifecycleRequest,
+) -> Result<ActionOutcome, EngineError> {
+    bounded(ENGINE_TIMEOUT, saga.request_lifecycle(workflow_id, request)).await
+}
+
+/// Whether the workflow's latest run is open, closed or unknown.
+pub async fn run(saga: &Saga, workflow_id: &str) -> Result<WorkflowRun, EngineError> {
+    bounded(STATUS_TIMEOUT, saga.run(workflow_id)).await
 }

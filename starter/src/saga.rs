@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use temporalio_client::{
-    Client, ClientOptions, Connection, WorkflowCountOptions, WorkflowExecuteUpdateOptions,
+    Client, ClientOptions, Connection, ConnectionOptions, WorkflowCountOptions, WorkflowExecuteUpdateOptions,
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
     envconfig::LoadClientConfigProfileOptions, errors::WorkflowQueryError,
 };
@@ -39,6 +39,19 @@ impl Saga {
                 .map_err(|e| anyhow::anyhow!("reading Temporal client settings: {e}"))?;
         let connection = Connection::connect(conn_opts).await.context("connecting to Temporal")?;
         let client = Client::new(connection, client_opts)?;
+        Ok(Self { client })
+    }
+
+    /// Connects to the Temporal frontend at `address` (`host:port`, plain gRPC) and uses
+    /// `namespace`; for callers that must not depend on the process environment, such as
+    /// tests that each run their own Temporal.
+    pub async fn connect(address: &str, namespace: &str) -> anyhow::Result<Self> {
+        let target = temporalio_client::Url::parse(&format!("http://{address}"))
+            .with_context(|| format!("{address:?} is not a Temporal address (host:port)"))?;
+        let connection = Connection::connect(ConnectionOptions::new(target).build())
+            .await
+            .context("connecting to Temporal")?;
+        let client = Client::new(connection, ClientOptions::new(namespace).build())?;
         Ok(Self { client })
     }
 
@@ -117,4 +130,37 @@ impl Saga {
             .await
             .is_ok()
     }
+
+    /// Whether the latest run of the workflow is still open, so a caller can tell a
+    /// workflow that cannot take an action (closed, or unknown to Temporal) from an outage.
+    pub async fn run(&self, workflow_id: &str) -> anyhow::Result<WorkflowRun> {
+        use temporalio_client::{
+            WorkflowDescribeOptions, WorkflowExecutionStatus, errors::WorkflowInteractionError,
+        };
+        let handle = self.client.get_workflow_handle::<ProvisionTenant>(workflow_id);
+        match handle.describe(WorkflowDescribeOptions::default()).await {
+            Ok(description) => {
+                let run_id = description.run_id().to_owned();
+                Ok(match description.status() {
+                    WorkflowExecutionStatus::Running | WorkflowExecutionStatus::Paused => {
+                        WorkflowRun::Open { run_id }
+                    }
+                    status => WorkflowRun::Closed { run_id, status: format!("{status:?}").to_lowercase() },
+                })
+            }
+            Err(WorkflowInteractionError::NotFound(_)) => Ok(WorkflowRun::Missing),
+            Err(e) => Err(e).context("describing the tenant's workflow"),
+        }
+    }
+}
+
+/// The latest run of a tenant's workflow, as [`Saga::run`] found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkflowRun {
+    /// Running (or paused): it takes lifecycle actions.
+    Open { run_id: String },
+    /// Completed, failed, cancelled, terminated or timed out; `status` says which.
+    Closed { run_id: String, status: String },
+    /// Temporal knows no workflow with the id (never started, or its history expired).
+    Missing,
 }

@@ -375,6 +375,83 @@ async fn insert_token(
     })
 }
 
+/// A plan tier: the sizing it gives a tenant and the tenant quota it gives an organisation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Plan {
+    pub name: String,
+    pub display_name: String,
+    /// Most tenants (not decommissioned) one organisation may hold on this plan.
+    pub max_tenants_per_org: i32,
+    /// Connections the tenant's database role may open.
+    pub db_connection_limit: i32,
+}
+
+/// What is shown about an API token after it was issued: never the token or its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub principal_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+const TOKEN_INFO_COLUMNS: &str = "id, principal_id, name, created_at, expires_at, revoked_at";
+
+impl Store {
+    /// Every plan, by name.
+    pub async fn plans(&self) -> sqlx::Result<Vec<Plan>> {
+        sqlx::query_as(
+            "SELECT name, display_name, max_tenants_per_org, db_connection_limit
+             FROM plans ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The tokens of a principal, live or not, oldest first.
+    pub async fn tokens_of(&self, principal_id: Uuid) -> sqlx::Result<Vec<TokenInfo>> {
+        sqlx::query_as(&format!(
+            "SELECT {TOKEN_INFO_COLUMNS} FROM api_tokens
+             WHERE principal_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(principal_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Issues a token that expires `days` days from now (`None`: never).
+    pub async fn create_token_expiring(
+        &self,
+        principal_id: Uuid,
+        name: &str,
+        days: Option<u32>,
+    ) -> Result<IssuedToken, AccessError> {
+        let expires_at = days.map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
+        self.create_token(principal_id, name, expires_at).await
+    }
+
+    /// Revokes a token on behalf of `owner` (only that principal's tokens), or of a platform
+    /// operator when `owner` is `None` (any token). Revoking a revoked token changes nothing.
+    /// `None` when no such token is visible, so other principals' tokens look absent.
+    pub async fn revoke_token_by(
+        &self,
+        token_id: Uuid,
+        owner: Option<Uuid>,
+    ) -> sqlx::Result<Option<TokenInfo>> {
+        sqlx::query_as(&format!(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now())
+             WHERE id = $1 AND ($2::uuid IS NULL OR principal_id = $2)
+             RETURNING {TOKEN_INFO_COLUMNS}"
+        ))
+        .bind(token_id)
+        .bind(owner)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

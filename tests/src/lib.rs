@@ -905,10 +905,10 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         let failed = std::thread::panicking();
-        if failed {
-            eprintln!("stack {} (org {}) of a failed test:", self.id, self.org);
-            self.print_logs();
-        }
+        // Printed on every drop: cargo shows a test's output only when the test fails, and a
+        // test that fails by returning an error does not panic, so Drop cannot tell.
+        eprintln!("stack {} (org {}): end of its logs (cargo shows them only for a failed test)", self.id, self.org);
+        self.print_logs();
 
         // The application first, so nothing starts new work while the servers go away.
         let mut running = std::mem::take(&mut *lock(&self.running));

@@ -237,7 +237,7 @@ async fn cancelled_workflow_releases_everything() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(live_workloads(&tenant_id).len(), 1, "the workload runs when the cancel lands");
-    stack.temporal_cli(&["workflow", "cancel", "--workflow-id", &workflow_id, "--reason", "operator test"]).await?;
+    stack.temporal_cli(&["workflow", "cancel", "--workflow-id", &workflow_id]).await?;
     stack.wait_for_state("cancelme", "failed", Duration::from_secs(90)).await?;
     assert_nothing_left(&stack, "cancelme", &tenant_id).await?;
     let feed = events(&stack, "cancelme").await?;

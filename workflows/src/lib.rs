@@ -294,7 +294,7 @@ impl ProvisionTenant {
     async fn unwind(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, failure: PhaseFailure) {
         ctx.state_mut(|s| s.last_error = Some(failure.clone()));
         let message = format!("{} failed: {} ({}); releasing what was allocated", failure.phase, failure.message, failure.error_type);
-        Self::transition(ctx, spec, TenantState::Compensating, Some(failure.phase), "phase_failed", message, "saga").await;
+        Self::transition(ctx, spec, TenantState::Compensating, Some(failure.phase), "compensation_started", message, "saga").await;
         Self::release_all(ctx, spec, round, "compensation").await;
         let message = format!("provisioning failed in {}; everything allocated was released", failure.phase);
         Self::transition(ctx, spec, TenantState::Failed, Some(failure.phase), "state_changed", message, "saga").await;

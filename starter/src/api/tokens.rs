@@ -1,0 +1,266 @@
+//! The caller's own API tokens: issue (shown once), list, revoke.
+//!
+//! A principal manages only its own tokens; a platform operator may also revoke anyone's
+//! (to cut off a leaked token). Another principal's token answers exactly like one that
+//! does not exist. The token value leaves this module once, in the body of the `POST`
+//! answer; it is never logged, never listed, and `Debug` never shows it.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tenant_store::access::{AccessError, TokenInfo};
+use uuid::Uuid;
+
+use super::{ApiError, ApiPath, AppState, Caller, JsonBody};
+
+/// Longest token name, in characters.
+pub const MAX_TOKEN_NAME_LEN: usize = 64;
+/// Longest lifetime a token may be given, in days (ten years).
+pub const MAX_EXPIRES_IN_DAYS: u32 = 3650;
+
+/// `POST /api/v1/tokens` body.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenBody {
+    /// What the token is for, e.g. `ci-deploy`; shown in listings.
+    #[serde(default)]
+    pub name: String,
+    /// Days until the token stops working; absent: it works until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
+}
+
+/// A newly issued token: the only answer that ever carries the token itself.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub id: Uuid,
+    pub name: String,
+    pub token: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for TokenCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCreated")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("token", &"..")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A token as listed: never its value or hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub name: String,
+    /// `active`, `expired` or `revoked`, as of the answer.
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The caller's tokens, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    pub items: Vec<TokenView>,
+}
+
+impl TokenView {
+    fn from_info(info: TokenInfo, now: DateTime<Utc>) -> Self {
+        let state = if info.revoked_at.is_some() {
+            "revoked"
+        } else if info.expires_at.is_some_and(|at| at <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        Self {
+            id: info.id,
+            name: info.name,
+            state: state.to_owned(),
+            created_at: info.created_at,
+            expires_at: info.expires_at,
+            revoked_at: info.revoked_at,
+        }
+    }
+}
+
+/// `POST /api/v1/tokens`: 201 with the token, shown this once.
+#[tracing::instrument(name = "tokens_create", skip_all, fields(caller = %caller.name))]
+pub async fn tokens_create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let body: CreateTokenBody = body.parse()?;
+    let name = check_body(&body)?;
+
+    let issued = state
+        .store()
+        .create_token_expiring(caller.id, &name, body.expires_in_days)
+        .await
+        .map_err(|err| match err {
+            AccessError::Database(err) => ApiError::from(err),
+            // The caller was authenticated a moment ago; its principal cannot be missing.
+            other => ApiError::Internal(anyhow::Error::new(other).context("issuing a token")),
+        })?;
+    tracing::info!(token_id = %issued.id, expires_at = ?issued.expires_at, "api token issued");
+
+    let created = TokenCreated {
+        id: issued.id,
+        name,
+        token: issued.expose().to_owned(),
+        expires_at: issued.expires_at,
+    };
+    let mut response = (StatusCode::CREATED, Json(created)).into_response();
+    // The body holds a credential: no cache may keep it.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Refuses a bad name or lifetime field by field; the trimmed name.
+fn check_body(body: &CreateTokenBody) -> Result<String, ApiError> {
+    let mut errors = Vec::new();
+    let name = body.name.trim();
+    if name.is_empty() {
+        errors.push(field_error("name", "required", "name is required, e.g. ci-deploy"));
+    } else if name.chars().count() > MAX_TOKEN_NAME_LEN {
+        errors.push(field_error(
+            "name",
+            "too_long",
+            format!("name is longer than {MAX_TOKEN_NAME_LEN} characters"),
+        ));
+    } else if name.chars().any(char::is_control) {
+        errors.push(field_error(
+            "name",
+            "invalid",
+            "name must not contain control characters",
+        ));
+    }
+    if let Some(days) = body.expires_in_days
+        && !(1..=MAX_EXPIRES_IN_DAYS).contains(&days)
+    {
+        errors.push(field_error(
+            "expires_in_days",
+            "out_of_range",
+            format!("expires_in_days must be from 1 to {MAX_EXPIRES_IN_DAYS}; omit it for a token that works until revoked"),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(name.to_owned())
+    } else {
+        Err(ApiError::invalid_fields(errors))
+    }
+}
+
+fn field_error(field: &str, code: &str, message: impl Into<String>) -> tenant_domain::FieldError {
+    tenant_domain::FieldError {
+        field: field.to_owned(),
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// `GET /api/v1/tokens`: the caller's tokens, including expired and revoked ones.
+#[tracing::instrument(name = "tokens_list", skip_all, fields(caller = %caller.name))]
+pub async fn tokens_list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<TokenList>, ApiError> {
+    let now = Utc::now();
+    let items = state
+        .store()
+        .tokens_of(caller.id)
+        .await?
+        .into_iter()
+        .map(|info| TokenView::from_info(info, now))
+        .collect();
+    Ok(Json(TokenList { items }))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: 200 with the revoked token. Revoking a revoked token
+/// answers the same; a token that is not the caller's (unless the caller is an operator)
+/// is not found.
+#[tracing::instrument(name = "tokens_revoke", skip_all, fields(caller = %caller.name, token_id = %id))]
+pub async fn tokens_revoke(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<TokenView>, ApiError> {
+    let owner = (!caller.platform_operator).then_some(caller.id);
+    let revoked = state
+        .store()
+        .revoke_token_by(id, owner)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("token {id} not found")))?;
+    tracing::info!(owner = %revoked.principal_id, "api token revoked");
+    Ok(Json(TokenView::from_info(revoked, Utc::now())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(body: CreateTokenBody) -> Vec<(String, String)> {
+        match check_body(&body) {
+            Err(ApiError::Validation { errors, .. }) => {
+                errors.into_iter().map(|e| (e.field, e.code)).collect()
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_and_lifetimes_are_checked() {
+        let body = |name: &str, days: Option<u32>| CreateTokenBody {
+            name: name.into(),
+            expires_in_days: days,
+        };
+        assert_eq!(check_body(&body(" ci ", Some(30))).unwrap(), "ci");
+        assert_eq!(refused(body("  ", None)), vec![("name".into(), "required".into())]);
+        assert_eq!(
+            refused(body(&"x".repeat(65), Some(0))),
+            vec![
+                ("name".into(), "too_long".into()),
+                ("expires_in_days".into(), "out_of_range".into())
+            ]
+        );
+        assert_eq!(refused(body("a\u{7}b", None)), vec![("name".into(), "invalid".into())]);
+    }
+
+    #[test]
+    fn created_token_debug_hides_the_value() {
+        let created = TokenCreated {
+            id: Uuid::nil(),
+            name: "ci".into(),
+            token: "tp_secret".into(),
+            expires_at: None,
+        };
+        assert!(!format!("{created:?}").contains("tp_secret"));
+    }
+
+    #[test]
+    fn states_follow_revocation_and_expiry() {
+        let now = Utc::now();
+        let info = |expires_at, revoked_at| TokenInfo {
+            id: Uuid::nil(),
+            principal_id: Uuid::nil(),
+            name: "t".into(),
+            created_at: now,
+            expires_at,
+            revoked_at,
+        };
+        let state = |i| TokenView::from_info(i, now).state;
+        assert_eq!(state(info(None, None)), "active");
+        assert_eq!(state(info(Some(now - chrono::Duration::seconds(1)), None)), "expired");
+        assert_eq!(state(info(None, Some(now))), "revoked");
+    }
+}
