@@ -8,6 +8,7 @@
 #   scripts/stack.sh down     stop everything, tenant workloads included
 #   scripts/stack.sh status   what runs, and where
 #   scripts/stack.sh logs [NAME]   the end of a service's log (all services without NAME)
+#   scripts/stack.sh reset    down, then forget every tenant and the control plane (tools stay)
 #
 # `up` is idempotent: a service already running is left alone, except the worker and the
 # API, which are restarted when their binary was rebuilt after they started. It waits for
@@ -304,6 +305,26 @@ cmd_down() {
     stop_service temporal 30
 }
 
+# Forgets every tenant of the local stack: its databases and roles, the control plane,
+# Temporal's history, the mail, Caddy's CA and the secret key. The installed tools stay.
+cmd_reset() {
+    cmd_down
+    local names name
+    names=$(psql_server "$CONTROL_DB" -Atc "
+        SELECT name FROM resources WHERE name ~ '^t_[0-9a-z_]+$'
+        UNION SELECT 't_' || replace(id::text, '-', '') FROM tenants" 2>/dev/null || true)
+    for name in $names; do
+        psql_server postgres -c "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" \
+            -c "DROP ROLE IF EXISTS \"$name\"" >/dev/null || warn "could not drop $name"
+    done
+    psql_server postgres -c "DROP DATABASE IF EXISTS \"$CONTROL_DB\" WITH (FORCE)" >/dev/null ||
+        warn "could not drop $CONTROL_DB"
+    rm -rf "$STACK_DIR"/temporal.db* "$STACK_DIR"/mail "$STACK_DIR"/caddy "$STACK_DIR"/secret-key \
+        "$STACK_DIR"/demo-owner.token "$STACK_DIR"/caddy-root.pem "$STACK_DIR"/env \
+        "$STACK_DIR"/caddy-bootstrap.json "$RUNTIME_DIR"
+    info "reset: $(wc -w <<<"$names") tenant database(s) and the control plane dropped; .stack state removed"
+}
+
 cmd_status() {
     local name pid all_up=0 line
     for name in "${SERVICES[@]}"; do
@@ -336,10 +357,11 @@ cmd_logs() {
 case ${1:-} in
 up) cmd_up "${@:2}" ;;
 down) cmd_down ;;
+reset) cmd_reset ;;
 status) cmd_status ;;
 logs) cmd_logs "${@:2}" ;;
 *)
-    echo "usage: $0 up|down|status|logs [NAME]" >&2
+    echo "usage: $0 up [--infra|--no-build]|down|status|logs [NAME]|reset" >&2
     exit 2
     ;;
 esac

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -222,7 +222,7 @@ pub struct EventHub {
 
 struct RunningHub {
     wakes: broadcast::Sender<Wake>,
-    relay: Mutex<Option<AbortHandle>>,
+    relay: AbortHandle,
 }
 
 /// A stream's place in the hub; counts the open streams while it lives.
@@ -269,17 +269,15 @@ impl EventHub {
         tracing::info!(channel = EVENTS_CHANNEL, "listening for audit events");
         Ok(RunningHub {
             wakes,
-            relay: Mutex::new(Some(relay.abort_handle())),
+            relay: relay.abort_handle(),
         })
     }
 }
 
 impl Drop for EventHub {
     fn drop(&mut self) {
-        if let Some(hub) = self.running.get()
-            && let Some(relay) = hub.relay.lock().ok().and_then(|mut r| r.take())
-        {
-            relay.abort();
+        if let Some(hub) = self.running.get() {
+            hub.relay.abort();
         }
     }
 }

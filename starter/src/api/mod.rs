@@ -13,6 +13,7 @@
 //! header or a request body.
 
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod tenants;
 
@@ -33,10 +34,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::engine::WorkflowEngine;
 use crate::saga::Saga;
 
 pub use error::{ApiError, Problem};
+pub use events::EventHub;
 
 /// Largest request body accepted; a tenant request is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -98,28 +99,21 @@ pub struct AppState {
 
 struct Inner {
     store: Store,
-    engine: Option<Arc<dyn WorkflowEngine>>,
+    saga: Saga,
+    events: EventHub,
     config: ApiConfig,
 }
 
 impl AppState {
-    /// State for the server: `saga` is `None` only while Temporal cannot be reached, in
-    /// which case creating answers 503 and readiness fails.
-    pub fn new(store: Store, saga: Option<Saga>, config: ApiConfig) -> Self {
-        let engine = saga.map(|s| Arc::new(s) as Arc<dyn WorkflowEngine>);
-        Self::with_engine(store, engine, config)
-    }
-
-    /// State with any workflow engine, e.g. a stand-in for Temporal in tests.
-    pub fn with_engine(
-        store: Store,
-        engine: Option<Arc<dyn WorkflowEngine>>,
-        config: ApiConfig,
-    ) -> Self {
+    /// State for the server. `saga` may point at a Temporal that is down: calls that need it
+    /// then answer 503 and readiness fails, and they work again once it is back.
+    pub fn new(store: Store, saga: Saga, config: ApiConfig) -> Self {
+        let events = EventHub::new(store.pool().clone());
         Self {
             inner: Arc::new(Inner {
                 store,
-                engine,
+                saga,
+                events,
                 config,
             }),
         }
@@ -129,8 +123,13 @@ impl AppState {
         &self.inner.store
     }
 
-    pub fn engine(&self) -> Option<&dyn WorkflowEngine> {
-        self.inner.engine.as_deref()
+    pub fn saga(&self) -> &Saga {
+        &self.inner.saga
+    }
+
+    /// The wake-ups of the live audit feeds.
+    pub fn events(&self) -> &EventHub {
+        &self.inner.events
     }
 
     pub fn config(&self) -> &ApiConfig {
@@ -375,9 +374,6 @@ pub async fn authorize(
         ))),
     }
 }
-
-/// How long a request waits for the workflow engine before answering 503.
-pub(crate) const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
