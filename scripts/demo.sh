@@ -3,7 +3,7 @@
 # owner, provision tenant `production` on plan `growth` for admin@example.com, and show
 # where to look at the result. Safe to run again: the same request returns the same tenant.
 #
-#   scripts/demo.sh          stop everything afterwards with: scripts/stack.sh down
+#   scripts/demo.sh [--no-build]    stop everything afterwards with: scripts/stack.sh down
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,7 +13,7 @@ SLUG=production
 PLAN=growth
 FIRST_ADMIN=admin@example.com
 
-"$ROOT/scripts/stack.sh" up >/dev/null
+"$ROOT/scripts/stack.sh" up "$@" >/dev/null
 # TP_DATABASE_URL, TP_API_URL, … and target/debug on PATH, as the stack runs them.
 # shellcheck source=/dev/null
 source "$STACK_DIR/env"

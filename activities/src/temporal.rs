@@ -113,7 +113,16 @@ impl TenantActivities {
                 }
                 Err(err) => {
                     let detail = serde_json::json!({ "error_type": err.kind(), "reason": err.to_string() });
-                    let message = format!("{phase} attempt {attempt} failed: {err}");
+                    let max = ctx.info().retry_policy.as_ref().map(|p| p.maximum_attempts()).unwrap_or(0);
+                    let last = matches!(err, StepError::Permanent { .. }) || (max > 0 && attempt >= max);
+                    let next = if last {
+                        "giving up: the tenant unwinds what it allocated (compensating, then failed)".to_owned()
+                    } else if max > 0 {
+                        format!("retrying (attempt {attempt} of {max}); the tenant stays provisioning, next stable state active")
+                    } else {
+                        "retrying; the tenant stays provisioning, next stable state active".to_owned()
+                    };
+                    let message = format!("{phase} attempt {attempt} failed: {err}; {next}");
                     warn!(error_type = err.kind(), error = %err, "phase attempt failed");
                     self.audit(ctx, spec, &key(&format!("failed:{attempt}")), "phase_failed", Some(phase), Some(attempt), message, Some(detail))
                         .await?;
@@ -206,7 +215,13 @@ impl TenantActivities {
                 }
                 Err(err) => {
                     warn!(error = %err, "release attempt failed; it will be retried");
-                    let message = format!("releasing {kind} failed (attempt {attempt}), retrying: {err}");
+                    let (state, stable) = match input.reason.as_str() {
+                        "decommission" => ("decommissioning", "decommissioned"),
+                        _ => ("compensating", "failed"),
+                    };
+                    let message = format!(
+                        "releasing {kind} failed (attempt {attempt}): {err}; retrying until it succeeds: the tenant stays {state}, next stable state {stable}"
+                    );
                     self.audit(ctx, spec, &key(&format!("failed:{attempt}")), "release_failed", Some(kind.phase()), Some(attempt), message, None)
                         .await?;
                     // Releases never give up: they are always retryable.

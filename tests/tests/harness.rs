@@ -26,7 +26,10 @@ fn marked_pids(id: &str) -> Vec<i32> {
         .filter_map(|e| {
             let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
             let environ = std::fs::read(e.path().join("environ")).ok()?;
-            environ.split(|b| *b == 0).any(|v| v == mark.as_bytes()).then_some(pid)
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v == mark.as_bytes())
+                .then_some(pid)
         })
         .collect()
 }
@@ -63,10 +66,21 @@ impl Left {
     /// Nothing of the stack may remain after Drop.
     async fn assert_gone(&self, pids: &[i32]) -> anyhow::Result<()> {
         for pid in pids {
-            assert!(!alive(*pid), "process {pid} of stack {} survived Drop", self.id);
+            assert!(
+                !alive(*pid),
+                "process {pid} of stack {} survived Drop",
+                self.id
+            );
         }
-        assert!(marked_pids(&self.id).is_empty(), "marked processes survived Drop");
-        assert!(!database_exists(&self.pg_url, &self.database).await?, "database {} survived Drop", self.database);
+        assert!(
+            marked_pids(&self.id).is_empty(),
+            "marked processes survived Drop"
+        );
+        assert!(
+            !database_exists(&self.pg_url, &self.database).await?,
+            "database {} survived Drop",
+            self.database
+        );
         assert!(!self.runtime_dir.exists(), "runtime dir survived Drop");
         assert!(!self.temp_dir.exists(), "temp dir survived Drop");
         Ok(())
@@ -77,15 +91,32 @@ impl Left {
 /// Drop takes every one of them down again.
 #[tokio::test]
 async fn servers_come_up_and_drop_tears_them_down() -> anyhow::Result<()> {
-    let stack = Stack::start_with(StackOptions { app: false, ..StackOptions::default() }).await?;
-    assert!(stack.runtime_dir.as_os_str().len() <= 30, "runtime dir too long for unix sockets");
+    let stack = Stack::start_with(StackOptions {
+        app: false,
+        ..StackOptions::default()
+    })
+    .await?;
+    assert!(
+        stack.runtime_dir.as_os_str().len() <= 30,
+        "runtime dir too long for unix sockets"
+    );
     assert!(stack.org.starts_with('o') && stack.org.len() == 7);
 
-    let namespaces = stack.temporal_cli(&["operator", "namespace", "list"]).await?;
-    assert!(namespaces.contains("default"), "no default namespace: {namespaces}");
-    let attributes = stack.temporal_cli(&["operator", "search-attribute", "list"]).await?;
+    let namespaces = stack
+        .temporal_cli(&["operator", "namespace", "list"])
+        .await?;
+    assert!(
+        namespaces.contains("default"),
+        "no default namespace: {namespaces}"
+    );
+    let attributes = stack
+        .temporal_cli(&["operator", "search-attribute", "list"])
+        .await?;
     for name in ["TenantOrg", "TenantSlug", "TenantState", "TenantPhase"] {
-        assert!(attributes.contains(name), "search attribute {name} not registered");
+        assert!(
+            attributes.contains(name),
+            "search attribute {name} not registered"
+        );
     }
 
     let pem = stack.caddy_root_certificate().await?;
@@ -93,12 +124,20 @@ async fn servers_come_up_and_drop_tears_them_down() -> anyhow::Result<()> {
 
     assert!(stack.emails_to("nobody@example.com").await?.is_empty());
 
-    let rows = stack.psql("SELECT current_database(), 1 + 1, NULL::text").await?;
-    assert_eq!(rows, vec![vec![Some(stack.database.clone()), Some("2".into()), None]]);
+    let rows = stack
+        .psql("SELECT current_database(), 1 + 1, NULL::text")
+        .await?;
+    assert_eq!(
+        rows,
+        vec![vec![Some(stack.database.clone()), Some("2".into()), None]]
+    );
 
     let left = Left::of(&stack);
     let pids = marked_pids(&stack.id);
-    assert!(pids.len() >= 3, "expected Temporal, Caddy and maildev, found {pids:?}");
+    assert!(
+        pids.len() >= 3,
+        "expected Temporal, Caddy and maildev, found {pids:?}"
+    );
     drop(stack);
     left.assert_gone(&pids).await
 }
@@ -108,7 +147,11 @@ async fn servers_come_up_and_drop_tears_them_down() -> anyhow::Result<()> {
 async fn maildev_receives_mail() -> anyhow::Result<()> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    let stack = Stack::start_with(StackOptions { app: false, ..StackOptions::default() }).await?;
+    let stack = Stack::start_with(StackOptions {
+        app: false,
+        ..StackOptions::default()
+    })
+    .await?;
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", stack.ports.smtp)).await?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -134,10 +177,15 @@ async fn maildev_receives_mail() -> anyhow::Result<()> {
     ] {
         write.write_all(command.as_bytes()).await?;
         let answer = reply(&mut lines).await?;
-        assert!(!answer.starts_with('4') && !answer.starts_with('5'), "{command:?} -> {answer}");
+        assert!(
+            !answer.starts_with('4') && !answer.starts_with('5'),
+            "{command:?} -> {answer}"
+        );
     }
 
-    let mails = stack.wait_for_emails("first.admin@example.com", 1, Duration::from_secs(10)).await?;
+    let mails = stack
+        .wait_for_emails("first.admin@example.com", 1, Duration::from_secs(10))
+        .await?;
     assert_eq!(mails[0]["subject"], "harness check");
     Ok(())
 }
@@ -165,7 +213,11 @@ async fn whole_platform_comes_up() -> anyhow::Result<()> {
     stack.start_worker().await?;
 
     let log = std::fs::read_to_string(stack.log_path("worker"))?;
-    assert_eq!(log.matches("===== harness: starting worker").count(), 2, "one worker log, appended");
+    assert_eq!(
+        log.matches("===== harness: starting worker").count(),
+        2,
+        "one worker log, appended"
+    );
 
     let left = Left::of(&stack);
     let pids = marked_pids(&stack.id);

@@ -39,12 +39,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             false
         }
     };
-    let engine_ok = match state.engine() {
-        Some(engine) => tokio::time::timeout(CHECK_TIMEOUT, engine.healthy())
-            .await
-            .unwrap_or(false),
-        None => false,
-    };
+    let engine_ok = tokio::time::timeout(CHECK_TIMEOUT, state.saga().healthy())
+        .await
+        .unwrap_or(false);
 
     let verdict = |ok: bool| if ok { "ok" } else { "failed" };
     let checks = json!({ "database": verdict(database_ok), "workflow_engine": verdict(engine_ok) });

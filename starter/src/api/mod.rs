@@ -5,7 +5,14 @@
 //! - `GET  /api/v1/organizations/{org_id}/tenants` — list (`state`, `limit`, `after`)
 //! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}` — one tenant, ledger, live status
 //!   (`live=false` skips asking the workflow)
-//! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}/events` — the audit feed
+//! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}/events` — the audit feed, as JSON
+//!   or, with `Accept: text/event-stream`, live as Server-Sent Events (see [`events`])
+//! - `POST /api/v1/organizations/{org_id}/tenants/{slug}/{retry|decommission|suspend|resume}`
+//!   — a lifecycle action, answered with whether the tenant's workflow accepted it
+//! - `POST /api/v1/tokens`, `GET /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` — the
+//!   caller's own API tokens (see [`tokens`])
+//! - `GET  /api/v1/rules` — the validation rule as data; `GET /api/v1/openapi.json` — the
+//!   OpenAPI document (see [`openapi`]); neither needs a token
 //! - `GET  /healthz/live`, `GET /healthz/ready`
 //!
 //! Handlers authenticate first, then check the caller's role in the organisation, then
@@ -15,7 +22,11 @@
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod idempotency;
+pub mod openapi;
+pub mod rules;
 pub mod tenants;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +37,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 use tenant_store::Store;
 use tenant_store::access::{Principal, Role};
@@ -53,6 +64,9 @@ pub struct ApiConfig {
     pub temporal_ui_url: String,
     /// Temporal namespace of the tenants' workflows (TEMPORAL_NAMESPACE).
     pub temporal_namespace: String,
+    /// How often an idle live audit feed sends a keep-alive comment, so proxies and clients
+    /// can tell a quiet stream from a dead one.
+    pub events_keep_alive: Duration,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +76,7 @@ impl Default for ApiConfig {
             public_https_port: 8443,
             temporal_ui_url: "http://127.0.0.1:8233".into(),
             temporal_namespace: "default".into(),
+            events_keep_alive: Duration::from_secs(15),
         }
     }
 }
@@ -83,6 +98,7 @@ impl ApiConfig {
                 .map(|u| u.trim_end_matches('/').to_owned())
                 .unwrap_or(defaults.temporal_ui_url),
             temporal_namespace: var("TEMPORAL_NAMESPACE").unwrap_or(defaults.temporal_namespace),
+            events_keep_alive: defaults.events_keep_alive,
         };
         tenant_domain::identity::check_domain(&config.domain)
             .map_err(anyhow::Error::msg)
@@ -151,8 +167,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             &format!("{tenants_path}/{{slug}}/events"),
-            get(tenants::tenants_events),
+            get(events::tenants_events),
         )
+        .route(
+            &format!("{tenants_path}/{{slug}}/retry"),
+            post(tenants::tenants_retry),
+        )
+        .route(
+            &format!("{tenants_path}/{{slug}}/decommission"),
+            post(tenants::tenants_decommission),
+        )
+        .route(
+            &format!("{tenants_path}/{{slug}}/suspend"),
+            post(tenants::tenants_suspend),
+        )
+        .route(
+            &format!("{tenants_path}/{{slug}}/resume"),
+            post(tenants::tenants_resume),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(tokens::tokens_list).post(tokens::tokens_create),
+        )
+        .route("/api/v1/tokens/{id}", delete(tokens::tokens_revoke))
+        .route("/api/v1/rules", get(rules::rules_show))
+        .route(openapi::PATH, get(openapi::openapi_json))
         .route("/healthz/live", get(health::live))
         .route("/healthz/ready", get(health::ready))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })

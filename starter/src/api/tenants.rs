@@ -1,8 +1,11 @@
-//! The tenant resource: create (accept and start the saga), show, list, and its audit feed.
+//! The tenant resource: create (accept and start the saga), show, list, and the lifecycle
+//! actions (retry, decommission, suspend, resume) sent to its workflow. The audit feed's
+//! endpoint is in `events`; its JSON shape, [`EventView`], is here with the other resources.
 //!
 //! Creating follows one order: authenticate, check the caller's role, validate with the
 //! domain's rule, reserve the slot in the store, start the saga. Nothing is written before
-//! validation passes, and nothing is allocated here at all: the saga owns allocation.
+//! validation passes, and nothing is allocated here at all: the saga owns allocation and
+//! carries out every lifecycle action; these handlers only ask it and report its answer.
 //! The resource types are shared with the CLI, which reads what these handlers write.
 
 use axum::Json;
@@ -12,15 +15,19 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
-use tenant_domain::{TenantKey, TenantRequest, TenantSpec, TenantState, TenantStatus, validate};
+use tenant_domain::{
+    LifecycleAction, LifecycleRequest, TenantKey, TenantRequest, TenantSpec, TenantState,
+    TenantStatus, validate,
+};
 use tenant_store::access::Principal;
-use tenant_store::{AcceptError, AcceptOutcome, AuditEvent, ResourceRow, TenantRow};
+use tenant_store::{AcceptError, AcceptOutcome, AuditEvent, NewEvent, ResourceRow, TenantRow};
 use uuid::Uuid;
 
 use super::{
-    Access, ApiConfig, ApiError, ApiPath, ApiQuery, AppState, Caller, ENGINE_TIMEOUT, JsonBody,
-    authorize,
+    Access, ApiConfig, ApiError, ApiPath, ApiQuery, AppState, Caller, JsonBody, authorize,
 };
+use crate::engine;
+use crate::saga::{ActionOutcome, WorkflowRun};
 
 /// Most tenants one list page returns.
 pub const MAX_PAGE: u32 = 100;
@@ -225,9 +232,16 @@ pub async fn tenants_create(
     State(state): State<AppState>,
     Caller(caller): Caller,
     ApiPath(org_id): ApiPath<String>,
+    idempotency_key: super::idempotency::IdempotencyKey,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, &org_id, Access::Manage).await?;
+    // A repeated Idempotency-Key is answered from its record and acts no further.
+    let recording =
+        match super::idempotency::replay_or_record(&state, &caller, idempotency_key, &body).await? {
+            super::idempotency::Begin::Answered(answer) => return Ok(answer),
+            super::idempotency::Begin::Proceed(recording) => recording,
+        };
 
     let body: CreateTenantBody = body.parse()?;
     tracing::Span::current().record("slug", body.slug.as_str());
@@ -281,7 +295,7 @@ pub async fn tenants_create(
     if let Some(location) = location {
         response.headers_mut().insert(header::LOCATION, location);
     }
-    Ok(response)
+    Ok(recording.finish(response).await)
 }
 
 /// Starts (or finds) the tenant's workflow and records its run id. A failure leaves the
@@ -292,14 +306,7 @@ async fn start_saga(
     spec: &TenantSpec,
     created: bool,
 ) -> Result<TenantRow, ApiError> {
-    let started = match state.engine() {
-        None => Err("no workflow engine connected".to_owned()),
-        Some(engine) => match tokio::time::timeout(ENGINE_TIMEOUT, engine.start(spec)).await {
-            Ok(Ok(run_id)) => Ok(run_id),
-            Ok(Err(err)) => Err(format!("{err:#}")),
-            Err(_) => Err(format!("no answer within {ENGINE_TIMEOUT:?}")),
-        },
-    };
+    let started = engine::start(state.saga(), spec).await;
     match started {
         Ok(run_id) => {
             if row.run_id.as_deref() != Some(run_id.as_str()) {
@@ -326,7 +333,7 @@ async fn start_saga(
         }
         Err(cause) => Err(ApiError::Unavailable {
             detail: "workflow engine unavailable, retry the request; it is idempotent".into(),
-            cause,
+            cause: cause.to_string(),
         }),
     }
 }
@@ -363,6 +370,214 @@ async fn refusal(state: &AppState, caller: &Principal, refused: AcceptError) -> 
         refused @ AcceptError::QuotaReached { .. } => ApiError::QuotaExceeded(refused.to_string()),
         AcceptError::Database(err) => err.into(),
     }
+}
+
+/// What a lifecycle action came to, when the tenant's workflow accepted it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionAnswer {
+    /// `retry`, `decommission`, `suspend` or `resume`.
+    pub action: String,
+    /// Always true: a refusal is a 409 problem instead.
+    pub accepted: bool,
+    /// The workflow's own answer, e.g. `suspend accepted from state active`.
+    pub answer: String,
+    /// The tenant as stored right after acceptance: the workflow carries the action out
+    /// afterwards, so its state changes later (follow the audit feed).
+    pub tenant: TenantResource,
+}
+
+/// `POST …/tenants/{slug}/retry`: provision a `failed` tenant again. See [`tenants_action`].
+pub async fn tenants_retry(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Retry).await
+}
+
+/// `POST …/tenants/{slug}/decommission`: release everything and free the slot. See
+/// [`tenants_action`].
+pub async fn tenants_decommission(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Decommission).await
+}
+
+/// `POST …/tenants/{slug}/suspend`: refuse public traffic and sign-in. See [`tenants_action`].
+pub async fn tenants_suspend(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Suspend).await
+}
+
+/// `POST …/tenants/{slug}/resume`: serve a suspended tenant again. See [`tenants_action`].
+pub async fn tenants_resume(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Resume).await
+}
+
+/// Sends a lifecycle action to the tenant's workflow as a Temporal update, acting as the
+/// caller (the actor in the audit feed), and answers with what the workflow said:
+///
+/// - 202 [`ActionAnswer`]: accepted; the workflow carries the action out and the audit feed
+///   shows its progress up to the next stable state.
+/// - 409 `conflict`: the workflow's validator refused the action in the tenant's current
+///   state (the detail is its reason), another action is still in progress, or the tenant
+///   is `decommissioned` (its workflow has ended; request the tenant again instead).
+/// - 403 for a member, 404 for an organisation the caller cannot see or an unknown tenant.
+/// - 503: Temporal, or the worker that runs the validator, gave no answer in time. The
+///   update may still be delivered later, so check the tenant before repeating the action.
+///
+/// When the tenant's workflow no longer runs although the tenant is not decommissioned (an
+/// operator terminated it, or Temporal lost its history), no update can reach it:
+/// - `retry` re-drives the saga: a new run starts from the stored request (same incarnation
+///   and requester, so every phase adopts what already exists instead of allocating twice),
+///   whatever state the row was left in, and the retry is recorded with its actor. A tenant
+///   that was suspended is active again afterwards.
+/// - `decommission`, `suspend` and `resume` are refused with 409 and told to retry first:
+///   a new run holds nothing on its compensation stack until its phases have run again, so
+///   decommissioning through it could claim `decommissioned` while resources remain.
+#[tracing::instrument(name = "tenants_action", skip_all, fields(org = %org_id, slug = %slug, caller = %caller.name, action = action.as_str()))]
+pub async fn tenants_action(
+    state: &AppState,
+    caller: &Principal,
+    org_id: &str,
+    slug: &str,
+    action: LifecycleAction,
+) -> Result<Response, ApiError> {
+    authorize(state, caller, org_id, Access::Manage).await?;
+    let row = find_tenant(state, org_id, slug).await?;
+    if row.state() == TenantState::Decommissioned {
+        return Err(ApiError::Conflict(format!(
+            "tenant {slug} is decommissioned; to use the slug again, request the tenant anew"
+        )));
+    }
+
+    let request = LifecycleRequest {
+        action,
+        actor: caller.name.clone(),
+    };
+    let answer = match engine::lifecycle(state.saga(), &row.workflow_id, request).await {
+        Ok(ActionOutcome::Accepted(answer)) => answer,
+        Ok(ActionOutcome::Refused(reason)) => {
+            tracing::info!(%reason, "lifecycle action refused by the workflow");
+            return Err(ApiError::Conflict(reason));
+        }
+        Err(err) => match engine::run(state.saga(), &row.workflow_id).await {
+            Ok(WorkflowRun::Closed { status, .. }) => {
+                redrive(state, caller, row.clone(), action, &format!("was {status}")).await?
+            }
+            Ok(WorkflowRun::Missing) => {
+                redrive(state, caller, row.clone(), action, "is unknown to Temporal").await?
+            }
+            Ok(WorkflowRun::Open { .. }) | Err(_) => {
+                return Err(ApiError::Unavailable {
+                    detail: format!(
+                        "the tenant's workflow did not answer; check tenant {slug} before repeating the {} action",
+                        action.as_str()
+                    ),
+                    cause: err.to_string(),
+                });
+            }
+        },
+    };
+    tracing::info!(tenant = %row.id, workflow_id = %row.workflow_id, %answer, "lifecycle action accepted");
+
+    let row = find_tenant(state, org_id, slug).await?;
+    let body = ActionAnswer {
+        action: action.as_str().to_owned(),
+        accepted: true,
+        answer,
+        tenant: TenantResource::from_row(&row, state.config()),
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// Handles an action for a tenant whose workflow no longer runs (see [`tenants_action`]):
+/// `retry` starts a new run from the stored request; anything else is a 409.
+async fn redrive(
+    state: &AppState,
+    caller: &Principal,
+    row: TenantRow,
+    action: LifecycleAction,
+    why: &str,
+) -> Result<String, ApiError> {
+    if action != LifecycleAction::Retry {
+        return Err(ApiError::Conflict(format!(
+            "tenant {}'s workflow is no longer running (its last run {why}); retry the tenant to \
+             start a new run of its saga, then {} it",
+            row.slug,
+            action.as_str()
+        )));
+    }
+    let spec = stored_spec(state, &row)?;
+    let run_id = engine::start(state.saga(), &spec)
+        .await
+        .map_err(|err| ApiError::Unavailable {
+            detail: "workflow engine unavailable, retry the request".into(),
+            cause: err.to_string(),
+        })?;
+    state
+        .store()
+        .set_run_id(row.id, row.incarnation, &run_id)
+        .await?;
+    // The new run records its own progress; who asked for it is only known here.
+    state
+        .store()
+        .append_event(&NewEvent {
+            tenant_id: row.id,
+            incarnation: row.incarnation,
+            run_id: run_id.clone(),
+            event_key: format!("redrive:{run_id}"),
+            kind: "retry_requested".into(),
+            state: Some(row.state.clone()),
+            actor: caller.name.clone(),
+            message: format!(
+                "retry requested by {}: the saga's last run {why}, so a new run was started",
+                caller.name
+            ),
+            ..Default::default()
+        })
+        .await?;
+    tracing::warn!(tenant = %row.id, workflow_id = %row.workflow_id, %run_id, why, "re-drove a tenant whose workflow no longer ran");
+    Ok(format!(
+        "retry accepted: the saga's last run {why}, so a new run was started from state {}",
+        row.state
+    ))
+}
+
+/// The workflow input of the tenant's current incarnation, rebuilt from its stored row: the
+/// same input `tenants_create` starts it with.
+fn stored_spec(state: &AppState, row: &TenantRow) -> Result<TenantSpec, ApiError> {
+    let request = TenantRequest {
+        org: row.org_slug.clone(),
+        slug: row.slug.clone(),
+        plan: row.plan.clone(),
+        first_admin_email: row.first_admin_email.clone(),
+        name: Some(row.name.clone()),
+    };
+    let valid = validate(&request, &[row.plan.as_str()]).map_err(|errors| {
+        let fields: Vec<String> = errors.into_iter().map(|e| e.field).collect();
+        ApiError::Internal(anyhow::anyhow!(
+            "stored tenant {} fails validation in {}",
+            row.id,
+            fields.join(", ")
+        ))
+    })?;
+    let names = TenantKey::new(&valid.org, &valid.slug).derive(&state.config().domain);
+    Ok(TenantSpec {
+        request: valid,
+        names,
+        incarnation: row.incarnation,
+        requested_by: row.requested_by.clone(),
+    })
 }
 
 /// `GET /api/v1/organizations/{org_id}/tenants/{slug}?live=`: any role may read.
@@ -409,19 +624,10 @@ pub async fn tenants_show(
 
 /// The workflow's own view; absent when Temporal does not answer, which a read tolerates.
 async fn live_status(state: &AppState, workflow_id: &str) -> Option<TenantStatus> {
-    let engine = state.engine()?;
-    match tokio::time::timeout(ENGINE_TIMEOUT / 3, engine.status(workflow_id)).await {
-        Ok(Ok(status)) => status,
-        Ok(Err(err)) => {
-            tracing::warn!(
-                workflow_id,
-                error = format!("{err:#}"),
-                "workflow status query failed"
-            );
-            None
-        }
-        Err(_) => {
-            tracing::warn!(workflow_id, "workflow status query timed out");
+    match engine::status(state.saga(), workflow_id).await {
+        Ok(status) => status,
+        Err(err) => {
+            tracing::warn!(workflow_id, error = %err, "workflow status query failed");
             None
         }
     }
@@ -473,37 +679,7 @@ pub async fn tenants_list(
     Ok(Json(TenantPage { items, next_after }))
 }
 
-/// `GET /api/v1/organizations/{org_id}/tenants/{slug}/events?after=&limit=`: the audit
-/// feed of every incarnation, oldest first.
-#[tracing::instrument(name = "tenants_events", skip_all, fields(org = %org_id, slug = %slug, caller = %caller.name))]
-pub async fn tenants_events(
-    State(state): State<AppState>,
-    Caller(caller): Caller,
-    ApiPath((org_id, slug)): ApiPath<(String, String)>,
-    ApiQuery(params): ApiQuery<EventParams>,
-) -> Result<Json<Vec<EventView>>, ApiError> {
-    authorize(&state, &caller, &org_id, Access::Read).await?;
-    let after = match params.after.as_deref() {
-        None | Some("") => 0,
-        Some(a) => a.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
-            ApiError::field(
-                "after",
-                "invalid",
-                "after must be the id of an event (a number >= 0)",
-            )
-        })?,
-    };
-    let limit = parse_limit(params.limit.as_deref(), 100, MAX_EVENTS_PAGE)?;
-    let row = find_tenant(&state, &org_id, &slug).await?;
-
-    let events = state
-        .store()
-        .events(row.id, after, i64::from(limit))
-        .await?;
-    Ok(Json(events.into_iter().map(EventView::from).collect()))
-}
-
-async fn find_tenant(state: &AppState, org: &str, slug: &str) -> Result<TenantRow, ApiError> {
+pub(super) async fn find_tenant(state: &AppState, org: &str, slug: &str) -> Result<TenantRow, ApiError> {
     state
         .store()
         .tenant(org, slug)
@@ -511,7 +687,7 @@ async fn find_tenant(state: &AppState, org: &str, slug: &str) -> Result<TenantRo
         .ok_or_else(|| ApiError::NotFound(format!("tenant {slug} not found in organisation {org}")))
 }
 
-fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+pub(super) fn parse_limit(raw: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
     match raw {
         None | Some("") => Ok(default),
         Some(raw) => raw

@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
 
     let store = Store::connect(&database_url, 10).await?;
     let saga = connect_saga().await?;
-    let state = AppState::new(store, Some(saga), config.clone());
+    let state = AppState::new(store, saga, config.clone());
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
