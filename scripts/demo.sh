@@ -25,15 +25,24 @@ org_exists=$(psql_server "$CONTROL_DB" -Atc "SELECT 1 FROM organizations WHERE s
 if [[ $org_exists == 1 && -s $token_file ]]; then
     info "organisation $ORG exists; reusing the owner token in $token_file"
 else
-    owner=demo-owner
-    # The organisation survived but its token file did not (.stack was removed): a second
-    # owner with a fresh token is the only way back in without a console.
-    [[ $org_exists == 1 ]] && owner=demo-owner-$(date +%s)
-    info "bootstrapping organisation $ORG with owner $owner"
-    token=$(tenants bootstrap --org "$ORG" --owner "$owner") || die "tenants bootstrap failed"
+    bootstrap=(--org "$ORG" --owner demo-owner)
+    if [[ $org_exists == 1 ]]; then
+        # The organisation survived but its token did not (.stack was cleared), and bootstrap
+        # runs once per organisation: a new platform operator may act in every organisation.
+        bootstrap=(--operator "demo-operator-$(date +%s)")
+        info "organisation $ORG exists but its owner token is gone; bootstrapping an operator instead"
+    else
+        info "bootstrapping organisation $ORG with owner demo-owner"
+    fi
+    # The CLI's own notes go to a log: the token it announces is kept, not shown.
+    if ! token=$(tenants bootstrap "${bootstrap[@]}" 2>"$LOG_DIR/bootstrap.log"); then
+        show_tail "$LOG_DIR/bootstrap.log" 20
+        die "tenants bootstrap failed"
+    fi
     token=$(printf '%s\n' "$token" | sed '/^[[:space:]]*$/d' | tail -n1)
     [[ -n $token ]] || die "tenants bootstrap printed no token"
     (umask 077 && printf '%s\n' "$token" >"$token_file")
+    info "token saved to ${token_file#"$ROOT"/}"
 fi
 TP_TOKEN=$(head -n1 "$token_file")
 export TP_TOKEN

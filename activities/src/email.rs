@@ -1,7 +1,8 @@
 //! The three welcome emails to a tenant's first admin, over SMTP.
 //!
 //! Owns the emails' content (templates in `activities/templates/`) and the
-//! `email_deliveries` rows that make each email go out once per tenant incarnation. A
+//! `email_deliveries` rows that make each email go out once per tenant incarnation (an
+//! operator's [`Mailer::resend`] sends one again and counts the attempt). A
 //! permanent refusal by the SMTP server is an outcome, recorded and returned; only failures
 //! worth retrying are errors. Must never put the invitation code anywhere but the welcome
 //! email's body: not in a log, an error, the store or another email.
@@ -79,7 +80,51 @@ impl Mailer {
             );
             return Ok(outcome);
         }
+        self.deliver(spec, kind, invitation_code).await
+    }
 
+    /// Sends one email again whatever its recorded outcome (an operator's resend), with the
+    /// same Message-ID, and records the new outcome with one more attempt.
+    /// `invitation_code` is the current one (see `Identity::current_invitation_code`).
+    #[instrument(
+        name = "email.resend",
+        skip_all,
+        fields(tenant = %spec.names.host, incarnation = spec.incarnation, kind = kind.as_str())
+    )]
+    pub async fn resend(
+        &self,
+        spec: &TenantSpec,
+        kind: EmailKind,
+        invitation_code: &Secret,
+    ) -> StepResult<EmailOutcome> {
+        self.deliver(spec, kind, invitation_code).await
+    }
+
+    /// The outcome recorded for this incarnation's email of `kind`, with its attempts.
+    pub async fn delivery(
+        &self,
+        spec: &TenantSpec,
+        kind: EmailKind,
+    ) -> StepResult<Option<(EmailOutcome, i32)>> {
+        let attempts: Option<i32> = sqlx::query_scalar(
+            "SELECT attempts FROM email_deliveries WHERE tenant_id = $1 AND incarnation = $2 AND kind = $3",
+        )
+        .bind(spec.tenant_id())
+        .bind(spec.incarnation)
+        .bind(kind.as_str())
+        .fetch_optional(self.store.pool())
+        .await?;
+        let outcome = self.recorded(spec, kind).await?;
+        Ok(outcome.zip(attempts))
+    }
+
+    /// Builds, sends and records one email.
+    async fn deliver(
+        &self,
+        spec: &TenantSpec,
+        kind: EmailKind,
+        invitation_code: &Secret,
+    ) -> StepResult<EmailOutcome> {
         let message_id = message_id(spec, kind, &self.cfg.domain);
         let recipient: Mailbox = spec.request.first_admin_email.parse().map_err(|e| {
             StepError::permanent(
@@ -205,6 +250,8 @@ fn render(
         ("tenant_name", name.to_owned()),
         ("org", spec.request.org.clone()),
         ("tenant_url", tenant_url.clone()),
+        // The tenant's own console, where its first admin signs in.
+        ("tenant_console_url", format!("{tenant_url}/")),
         ("console_url", cfg.console_url.clone()),
     ];
     let (subject, text, html) = match kind {
@@ -375,6 +422,14 @@ mod tests {
         assert!(r.html.contains("https://console.example.com/?a=1&amp;b=2"));
         assert!(r.text.contains("https://console.example.com/?a=1&b=2"));
         assert_eq!(r.subject, "Your console for production-eu");
+        // The tenant's own console, with its trailing slash, in both parts.
+        let console = "https://production-eu-acme.tenants.localhost:8443/";
+        assert!(r.text.contains(&format!("{console}\n")), "{}", r.text);
+        assert!(
+            r.html.contains(&format!("href=\"{console}\"")),
+            "{}",
+            r.html
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub const PERMANENT_ERROR_TYPES: &[&str] =
     "StaleIncarnation",
     "InvalidRecipient",
     "VerificationFailed",
+    "RealmMissing",
+    "InvitationMissing",
 ];
 
 /// Everything the activities drive, shared by all of them.
@@ -353,7 +355,11 @@ impl TenantActivities {
         let spec = &input.tenant;
         self.phase(&ctx, &input, Phase::Deploy, async {
             let database_url = self.storage.connection_url(spec);
-            let deploy = async { self.allocated(spec, self.workloads.deploy(spec, &database_url, &|| {}).await).await };
+            let deploy = async {
+                // The service serves its realm from its own database: hand it over first.
+                self.identity.install(spec, &database_url).await?;
+                self.allocated(spec, self.workloads.deploy(spec, &database_url, &|| {}).await).await
+            };
             let beat = async {
                 loop {
                     if ctx.is_cancelled() {
@@ -403,16 +409,23 @@ impl TenantActivities {
         self.release(&ctx, &input).await
     }
 
-    /// Suspend: the public route answers 503 again.
+    /// Suspend: nobody signs in (the flag in the tenant's database), then the public route
+    /// answers 503 again.
     #[activity(name = "close_public_traffic")]
     pub async fn close_public_traffic(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
-        self.edge.close_public(&input.tenant).await.map_err(to_activity_error)
+        let spec = &input.tenant;
+        let database_url = self.storage.connection_url(spec);
+        self.workloads.set_suspended(spec, &database_url, true).await.map_err(to_activity_error)?;
+        self.edge.close_public(spec).await.map_err(to_activity_error)
     }
 
-    /// Resume: public traffic flows again.
+    /// Resume: sign-in works again, then public traffic flows again.
     #[activity(name = "open_public_traffic")]
     pub async fn open_public_traffic(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
-        self.edge.open_public(&input.tenant).await.map_err(to_activity_error)
+        let spec = &input.tenant;
+        let database_url = self.storage.connection_url(spec);
+        self.workloads.set_suspended(spec, &database_url, false).await.map_err(to_activity_error)?;
+        self.edge.open_public(spec).await.map_err(to_activity_error)
     }
 }
 

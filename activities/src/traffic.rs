@@ -7,6 +7,11 @@
 //! socket). Adding, opening, closing or removing a tenant's route is a file operation, so
 //! it never reloads Caddy and costs the same at ten tenants as at ten thousand.
 //!
+//! Two listeners, both HTTPS with the one wildcard certificate of `*.<domain>` from Caddy's
+//! internal CA: the public one (route file and public marker), and the platform one on
+//! loopback (route file only), through which the verify phase checks a tenant over the
+//! real certificate before the public may reach it.
+//!
 //! Must never touch a route file that names another tenant, never reload Caddy for a
 //! tenant change, and never give the public a path to a workload whose marker is absent.
 
@@ -151,7 +156,7 @@ impl Edge {
     }
 
     /// The edge config: a public HTTPS listener gated by the route file and the public
-    /// marker, and a platform HTTP listener gated by the route file only.
+    /// marker, and a platform HTTPS listener on loopback gated by the route file only.
     pub fn desired_config(&self) -> Value {
         let domain = &self.cfg.domain;
         let wildcard = format!("*.{domain}");
@@ -213,9 +218,11 @@ impl Edge {
                     },
                     "platform": {
                         "listen": [format!("127.0.0.1:{}", self.cfg.platform_http_port)],
-                        // Plain HTTP/1.1 for health checks and probes: no TLS, so no h2.
-                        "protocols": ["h1"],
-                        "automatic_https": {"disable": true},
+                        // HTTPS with the public listener's certificate, so a check through
+                        // it sees what a client of the public host will see.
+                        "protocols": ["h1", "h2"],
+                        "automatic_https": {"disable_redirects": true},
+                        "tls_connection_policies": [{}],
                         "routes": [
                             {
                                 "match": [{"host": [wildcard], "file": route_file["file"]}],
@@ -606,7 +613,8 @@ mod tests {
         assert_eq!(public["automatic_https"]["disable_redirects"], true);
         let platform = &config["apps"]["http"]["servers"]["platform"];
         assert_eq!(platform["listen"][0], "127.0.0.1:8444");
-        assert_eq!(platform["automatic_https"]["disable"], true);
+        assert_eq!(platform["automatic_https"]["disable_redirects"], true);
+        assert_eq!(platform["tls_connection_policies"], json!([{}]));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! its pid file, socket and log under `RT/workloads/`. The service is started in its own
 //! session so it outlives a killed worker, and a second copy cannot run: the service holds
 //! an advisory lock in its database and exits with [`EXIT_LOCK_HELD`] when another copy has
-//! it. Readiness is judged through the platform listener, the same path the edge uses. Must
-//! never put the database URL on a command line, in a log line or in an error; recording
-//! the ledger and the audit feed is the caller's job.
+//! it. Readiness is asked of the workload itself, on its own socket: whether the path
+//! through the edge reaches it is the verify phase's question. Also writes the settings the
+//! platform keeps in the tenant's database (the suspended flag). Must never put the
+//! database URL on a command line, in a log line or in an error; recording the ledger and
+//! the audit feed is the caller's job.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -44,7 +46,6 @@ const LOG_TAIL_LINES: usize = 20;
 /// Starts, adopts and stops tenant services.
 pub struct Workloads {
     cfg: Arc<ActivitiesConfig>,
-    http: reqwest::Client,
 }
 
 /// Where one tenant's service keeps its files.
@@ -65,14 +66,7 @@ struct Started {
 
 impl Workloads {
     pub fn new(cfg: Arc<ActivitiesConfig>) -> Self {
-        // Loopback only: a proxy from the environment must never see these requests.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("a client without TLS settings always builds");
-        Self { cfg, http }
+        Self { cfg }
     }
 
     /// Starts (or adopts) the tenant's service and waits until it answers its readiness check
@@ -91,6 +85,7 @@ impl Workloads {
         let paths = self.paths(spec);
         std::fs::create_dir_all(&paths.dir)
             .with_context(|| format!("creating the workloads directory {}", paths.dir.display()))?;
+        let probe = socket_client(&paths.socket, PROBE_TIMEOUT)?;
         let allocation = |adopted| Allocation {
             kind: ResourceKind::Workload,
             name: spec.names.workload.clone(),
@@ -98,7 +93,7 @@ impl Workloads {
         };
 
         heartbeat();
-        if self.is_ready(spec).await {
+        if is_ready(&probe, spec).await {
             tracing::info!("tenant service already running and ready; adopted");
             return Ok(allocation(true));
         }
@@ -142,7 +137,7 @@ impl Workloads {
                 started = Some(run);
             }
 
-            if self.is_ready(spec).await {
+            if is_ready(&probe, spec).await {
                 // Adopted unless the copy now serving is the one this attempt started.
                 let adopted = started.is_none();
                 tracing::info!(adopted, "tenant service ready");
@@ -236,51 +231,39 @@ impl Workloads {
         pids.into_iter().collect()
     }
 
-    /// GET `http://127.0.0.1:{platform_http_port}{path}` with the tenant's host name, through
-    /// the platform listener (which reaches the workload whether or not the public may).
-    pub async fn platform_get(
+    /// GET `http://<host><path>` on the workload's own socket, bypassing the edge: for
+    /// operators and tests that ask the service itself.
+    pub async fn workload_get(
         &self,
         spec: &TenantSpec,
         path: &str,
     ) -> StepResult<reqwest::Response> {
-        let url = format!("http://127.0.0.1:{}{}", self.cfg.platform_http_port, path);
-        let response = self
-            .http
-            .get(url)
-            .header(reqwest::header::HOST, &spec.names.host)
-            .send()
-            .await?;
-        Ok(response)
+        let client = socket_client(&self.paths(spec).socket, Duration::from_secs(10))?;
+        let url = format!("http://{}{path}", spec.names.host);
+        Ok(client.get(url).send().await?)
     }
 
-    /// True when the platform listener reaches a ready service that says it is this tenant's.
-    async fn is_ready(&self, spec: &TenantSpec) -> bool {
-        let url = format!(
-            "http://127.0.0.1:{}/healthz/ready",
-            self.cfg.platform_http_port
-        );
-        let probe = self
-            .http
-            .get(url)
-            .header(reqwest::header::HOST, &spec.names.host)
-            .timeout(PROBE_TIMEOUT)
-            .send()
-            .await;
-        let response = match probe {
-            Ok(r) if r.status() == reqwest::StatusCode::OK => r,
-            Ok(r) => {
-                tracing::debug!(status = %r.status(), "readiness probe not ready");
-                return false;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "readiness probe failed");
-                return false;
-            }
-        };
-        match response.json::<serde_json::Value>().await {
-            Ok(body) => readiness_names_tenant(&body, spec),
-            Err(_) => false,
-        }
+    /// Writes the tenant's suspended flag into its own database (`database_url` is the
+    /// tenant's): while it is set, the service lets nobody sign in or redeem an invitation.
+    /// Suspend sets it before the public route closes; resume clears it.
+    #[tracing::instrument(
+        name = "workload.set_suspended",
+        skip_all,
+        fields(tenant = %spec.tenant_id(), suspended)
+    )]
+    pub async fn set_suspended(
+        &self,
+        spec: &TenantSpec,
+        database_url: &Secret,
+        suspended: bool,
+    ) -> StepResult<()> {
+        let mut conn = crate::identity::open_tenant_db(database_url).await?;
+        tenant_service::db::set_suspended(&mut conn, suspended)
+            .await
+            .map_err(StepError::Transient)?;
+        let _ = sqlx::Connection::close(conn).await;
+        tracing::info!(suspended, "tenant suspended flag written");
+        Ok(())
     }
 
     fn spawn(
@@ -313,6 +296,8 @@ impl Workloads {
             .env("TENANT_ORG", &spec.request.org)
             .env("TENANT_SLUG", &spec.request.slug)
             .env("TENANT_SOCKET", &paths.socket)
+            // The tenant's public URL: the issuer its identity endpoint announces and signs.
+            .env("TENANT_ISSUER", self.cfg.public_url(&spec.names.host))
             .env("DATABASE_URL", database_url.expose())
             .stdin(Stdio::null())
             .stdout(log)
@@ -411,12 +396,42 @@ impl Workloads {
     }
 }
 
+/// An HTTP client whose every connection goes to the unix socket at `socket`.
+fn socket_client(socket: &Path, timeout: Duration) -> StepResult<reqwest::Client> {
+    reqwest::Client::builder()
+        .unix_socket(socket)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| StepError::Transient(anyhow!(e).context("building the workload probe")))
+}
+
+/// True when the service on the socket is ready and says it is this tenant's.
+async fn is_ready(probe: &reqwest::Client, spec: &TenantSpec) -> bool {
+    let url = format!("http://{}/healthz/ready", spec.names.host);
+    let response = match probe.get(url).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => r,
+        Ok(r) => {
+            tracing::debug!(status = %r.status(), "readiness probe not ready");
+            return false;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "readiness probe failed");
+            return false;
+        }
+    };
+    match response.json::<serde_json::Value>().await {
+        Ok(body) => readiness_names_tenant(&body, spec),
+        Err(_) => false,
+    }
+}
+
 fn tenant_env_entry(spec: &TenantSpec) -> String {
     format!("TENANT_ID={}", spec.tenant_id())
 }
 
-/// The readiness body must name this tenant: a route pointing at another tenant's socket must
-/// never count as this tenant being ready.
+/// The readiness body must name this tenant: a socket answered by another tenant's service
+/// must never count as this tenant being ready.
 fn readiness_names_tenant(body: &serde_json::Value, spec: &TenantSpec) -> bool {
     body.get("tenant_id").and_then(|v| v.as_str()) == Some(spec.tenant_id().to_string().as_str())
         && body.get("ready").and_then(|v| v.as_bool()) != Some(false)

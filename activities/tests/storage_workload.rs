@@ -20,12 +20,13 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
+use tenant_activities::identity::Identity;
 use tenant_activities::secrets::{self, Purpose, Secret};
 use tenant_activities::storage::Storage;
 use tenant_activities::workload::Workloads;
 use tenant_activities::{ActivitiesConfig, StepError};
 use tenant_domain::{ResourceKind, TenantKey, TenantRequest, TenantSpec, validate};
-use tenant_store::Store;
+use tenant_store::{AcceptOutcome, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixStream};
 use tokio::time::Instant;
@@ -160,6 +161,30 @@ impl Harness {
     }
 }
 
+/// Puts a fresh realm key into the tenant database at `url`, as the deploy step does from
+/// the control plane: the service is ready only once it has one.
+async fn install_test_realm(url: &Secret) {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
+    let realm = tenant_service::db::RealmKey {
+        key_id: format!("test-{}", &x[..8]),
+        private_key_pem: key.to_pkcs8_pem(LineEnding::LF).unwrap(),
+        public_jwk: serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": x, "kid": format!("test-{}", &x[..8]),
+            "alg": "EdDSA", "use": "sig",
+        }),
+    };
+    let options: sqlx::postgres::PgConnectOptions = url.expose().parse().unwrap();
+    let mut conn = tenant_service::db::open(&options).await.unwrap();
+    tenant_service::db::install(&mut conn, &realm, None)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
         for pid in self.pids.lock().unwrap().drain(..) {
@@ -234,22 +259,6 @@ fn service_bin() -> &'static PathBuf {
 async fn unused_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
-}
-
-/// Stands in for the edge's platform listener: every TCP connection is spliced to the
-/// workload's unix socket, Host header and all.
-async fn platform_listener(port: u16, socket: PathBuf) {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = listener.accept().await {
-            let socket = socket.clone();
-            tokio::spawn(async move {
-                if let Ok(mut unix) = UnixStream::connect(&socket).await {
-                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
-                }
-            });
-        }
-    });
 }
 
 fn socket_path(cfg: &ActivitiesConfig, spec: &TenantSpec) -> PathBuf {
@@ -579,6 +588,7 @@ async fn tenant_service_serves_and_a_second_copy_exits_3() {
     let storage = h.storage().await;
     storage.allocate(&spec).await.unwrap();
     let url = storage.connection_url(&spec);
+    install_test_realm(&url).await;
     let dir = h.cfg.runtime_dir.join("workloads");
     std::fs::create_dir_all(&dir).unwrap();
 
@@ -728,7 +738,7 @@ async fn deploy_adopts_restarts_and_release_stops() {
     let storage = h.storage().await;
     storage.allocate(&spec).await.unwrap();
     let url = storage.connection_url(&spec);
-    platform_listener(h.cfg.platform_http_port, socket_path(&h.cfg, &spec)).await;
+    install_test_realm(&url).await;
     let workloads = Workloads::new(h.cfg.clone());
     assert!(workloads.running_pids(&spec).is_empty());
 
@@ -785,6 +795,7 @@ async fn deploy_adopts_restarts_and_release_stops() {
             "DATABASE_URL",
             "TENANT_HOST",
             "TENANT_ID",
+            "TENANT_ISSUER",
             "TENANT_NAME",
             "TENANT_ORG",
             "TENANT_SLUG",
@@ -800,7 +811,7 @@ async fn deploy_adopts_restarts_and_release_stops() {
         "deploy started a second copy"
     );
 
-    let home = workloads.platform_get(&spec, "/").await.unwrap();
+    let home = workloads.workload_get(&spec, "/").await.unwrap();
     assert_eq!(home.status(), 200);
     assert_eq!(
         home.headers()["x-tenant-id"],
@@ -834,7 +845,7 @@ async fn deploy_adopts_restarts_and_release_stops() {
     workloads.release(&spec).await.unwrap();
     assert!(
         workloads
-            .platform_get(&spec, "/healthz/ready")
+            .workload_get(&spec, "/healthz/ready")
             .await
             .is_err()
     );
@@ -859,8 +870,8 @@ async fn deploy_waits_for_a_copy_that_is_still_starting() {
     let storage = h.storage().await;
     storage.allocate(&spec).await.unwrap();
     let url = storage.connection_url(&spec);
+    install_test_realm(&url).await;
     let socket = socket_path(&h.cfg, &spec);
-    platform_listener(h.cfg.platform_http_port, socket.clone()).await;
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
 
     // A copy started by an earlier (now dead) worker attempt.
@@ -943,4 +954,203 @@ async fn deploy_reports_a_crashing_service_without_its_secrets() {
         "the pid file outlived the crash"
     );
     let _ = std::fs::remove_dir_all(&script_dir);
+}
+
+/// The realm goes from the control plane into the tenant database before the service
+/// starts; the service then announces its issuer and serves exactly the realm's key, lets
+/// the first admin accept the invitation once and sign in, honours a re-issued invitation
+/// (the replaced code stops working), refuses sign-in while suspended and expired
+/// invitations always; identity release leaves no realm behind in the control plane.
+#[tokio::test]
+async fn the_realm_is_handed_over_and_the_first_admin_signs_in() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let mut spec = h.tenant("free");
+    let row = match h
+        .store
+        .accept_tenant(&spec.request, &spec.names, "test")
+        .await
+        .unwrap()
+    {
+        AcceptOutcome::Accepted(row) | AcceptOutcome::Existing(row) => row,
+    };
+    spec.incarnation = row.incarnation;
+    let identity = Identity::new(h.cfg.clone(), h.store.clone());
+    identity.allocate(&spec).await.unwrap();
+    let storage = h.storage().await;
+    storage.allocate(&spec).await.unwrap();
+    let url = storage.connection_url(&spec);
+    let workloads = Workloads::new(h.cfg.clone());
+
+    identity.install(&spec, &url).await.unwrap();
+    identity.install(&spec, &url).await.unwrap();
+    workloads.deploy(&spec, &url, &|| {}).await.unwrap();
+    for pid in workloads.running_pids(&spec) {
+        h.track_pid(pid);
+    }
+    let client = reqwest::Client::builder()
+        .unix_socket(socket_path(&h.cfg, &spec))
+        .build()
+        .unwrap();
+    let base = format!("http://{}", spec.names.host);
+    let get = |path: String| {
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let post = |path: String, body: serde_json::Value| {
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        async move {
+            let response = client.post(url).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, body)
+        }
+    };
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+
+    // Discovery names this tenant's public URL; the JWKS is exactly the realm's key.
+    let (status, discovery) = get("/.well-known/openid-configuration".into()).await;
+    assert_eq!(status, 200);
+    let issuer = h.cfg.public_url(&spec.names.host);
+    assert_eq!(json(&discovery)["issuer"], issuer.as_str());
+    let (_, jwks) = get("/.well-known/jwks.json".into()).await;
+    assert_eq!(
+        json(&jwks)["keys"],
+        serde_json::json!([identity.public_jwk(&spec).await.unwrap()])
+    );
+
+    // The invitation: checked without being used, refused with a short password, accepted
+    // once.
+    let code = identity.current_invitation_code(&spec).await.unwrap();
+    assert_eq!(code, identity.invitation_code(&spec));
+    let check = |code: &Secret| get(format!("/invitations/{}/check", code.expose()));
+    assert_eq!(check(&code).await.0, 200);
+    assert_eq!(
+        check(&code).await.0,
+        200,
+        "checking does not use the invitation up"
+    );
+    let (status, page) = get(format!("/invitations/{}", code.expose())).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("admin@example.com") && page.contains("type=\"password\""),
+        "{page}"
+    );
+    let accept = |code: &Secret, password: &str| {
+        post(
+            format!("/invitations/{}", code.expose()),
+            serde_json::json!({"password": password}),
+        )
+    };
+    let (status, body) = accept(&code, "too short").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("weak_password"))
+    );
+    let (status, body) = accept(&code, "first password 1").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["email"], "admin@example.com");
+    let (status, body) = accept(&code, "second password 2").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (410, Some("invitation_redeemed"))
+    );
+    identity.install(&spec, &url).await.unwrap();
+    assert_eq!(
+        check(&code).await.0,
+        410,
+        "a repeated hand-over keeps the redemption"
+    );
+
+    let sign_in = |password: &str| {
+        post(
+            "/signin".into(),
+            serde_json::json!({"email": "Admin@example.com", "password": password}),
+        )
+    };
+    assert_eq!(sign_in("wrong password 1").await.0, 401);
+    let (status, token) = sign_in("first password 1").await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(token["token_type"], "Bearer");
+    let access_token = token["access_token"].as_str().unwrap().to_owned();
+    let me = client
+        .get(format!("{base}/userinfo"))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(
+        me.json::<serde_json::Value>().await.unwrap()["email"],
+        "admin@example.com"
+    );
+
+    // A re-issue makes a new code each time; the one it replaces stops working.
+    let second = identity.reissue_invitation(&spec, &url).await.unwrap();
+    assert_ne!(second, code);
+    assert_eq!(
+        identity.current_invitation_code(&spec).await.unwrap(),
+        second
+    );
+    assert_eq!(check(&second).await.0, 200);
+    let third = identity.reissue_invitation(&spec, &url).await.unwrap();
+    assert_ne!(third, second);
+    let (status, body) = check(&second).await;
+    assert_eq!(
+        (status, json(&body)["error"].as_str()),
+        (410, Some("invitation_revoked"))
+    );
+    assert_eq!(check(&third).await.0, 200);
+    // Accepting a re-issued invitation sets the existing admin's password.
+    assert_eq!(accept(&third, "third password 3").await.0, 201);
+    assert_eq!(sign_in("first password 1").await.0, 401);
+    assert_eq!(sign_in("third password 3").await.0, 200);
+
+    // Suspended: nobody signs in, no invitation is redeemable, no token is honoured.
+    workloads.set_suspended(&spec, &url, true).await.unwrap();
+    let (status, body) = sign_in("third password 3").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("tenant_suspended"))
+    );
+    assert_eq!(check(&third).await.0, 403);
+    let me = client
+        .get(format!("{base}/userinfo"))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 403);
+    workloads.set_suspended(&spec, &url, false).await.unwrap();
+    assert_eq!(sign_in("third password 3").await.0, 200);
+
+    // An expired invitation is refused.
+    let fourth = identity.reissue_invitation(&spec, &url).await.unwrap();
+    let mut tenant_db = PgConnection::connect(&format!("{PG}/{}", spec.names.database))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE invitations SET expires_at = now() - interval '1 second'")
+        .execute(&mut tenant_db)
+        .await
+        .unwrap();
+    tenant_db.close().await.unwrap();
+    let (status, body) = check(&fourth).await;
+    assert_eq!(
+        (status, json(&body)["error"].as_str()),
+        (410, Some("invitation_expired"))
+    );
+    assert_eq!(accept(&fourth, "fourth password 4").await.0, 410);
+
+    workloads.release(&spec).await.unwrap();
+    identity.release(&spec).await.unwrap();
+    assert!(!identity.exists(&spec).await.unwrap());
+    assert_eq!(
+        identity.install(&spec, &url).await.unwrap_err().kind(),
+        "RealmMissing"
+    );
+    storage.release(&spec).await.unwrap();
 }

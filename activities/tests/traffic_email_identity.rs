@@ -427,6 +427,29 @@ async fn the_three_welcome_emails_arrive_once_in_order() -> anyhow::Result<()> {
         .collect();
     assert_eq!(rows, expected);
 
+    // An operator's resend goes out again whatever was recorded, with the same Message-ID
+    // and the tenant's console URL, and counts one more attempt.
+    let resent = mailer.resend(&spec, EmailKind::ConsoleUrl, &code).await?;
+    assert!(resent.delivered, "{:?}", resent.error);
+    assert_eq!(resent.message_id, outcomes[1].message_id);
+    let emails = maildev.emails(4).await?;
+    assert_eq!(emails.len(), 4);
+    assert_eq!(
+        emails[3]["headers"]["message-id"],
+        outcomes[1].message_id.as_str()
+    );
+    assert!(
+        emails[3]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("{tenant_url}/\n"))
+    );
+    let (recorded, attempts) = mailer
+        .delivery(&spec, EmailKind::ConsoleUrl)
+        .await?
+        .context("the resend is recorded")?;
+    assert_eq!((recorded.delivered, attempts), (true, 2));
+
     assert_eq!(
         db.rows_containing(code.expose()).await?,
         0,
@@ -762,14 +785,14 @@ impl EdgeEnv {
         ))
     }
 
-    /// Status and body of `GET http://<host>/` on the platform listener.
+    /// Status and body of `GET https://<host>/` on the platform listener.
     async fn get_platform(
         &self,
         client: &reqwest::Client,
         spec: &TenantSpec,
     ) -> anyhow::Result<(u16, String)> {
         let url = format!(
-            "http://{}:{}/",
+            "https://{}:{}/",
             spec.names.host, self.cfg.platform_http_port
         );
         let response = client.get(url).send().await.context("platform request")?;

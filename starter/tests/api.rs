@@ -1,23 +1,26 @@
-//! Black-box tests of the HTTP API against a real PostgreSQL (one throwaway database per
-//! test) with the router served on a free port. Temporal is stood in for by a fake
-//! workflow engine, so these tests cover everything up to and around starting the saga.
+//! Black-box tests of the HTTP API: the router served in-process on a free port, against a
+//! real Temporal dev server and a throwaway control-plane database per test (see
+//! `support`). No worker runs here, so a started saga stays at its start: these tests cover
+//! everything up to and around starting it. Sagas that run are in `lifecycle.rs`, `cli.rs`
+//! and the workspace's `tests/`.
 //!
-//! Needs PostgreSQL on 127.0.0.1:5432 with a trusted `postgres` superuser, or
-//! TP_TEST_ADMIN_URL pointing at a database where the user may CREATE DATABASE.
+//! Needs PostgreSQL on 127.0.0.1:5432 with a trusted `postgres` superuser (or `TP_TEST_PG`)
+//! and the Temporal CLI, Caddy and maildev the harness finds (see `tenant_tests`).
 
 mod support;
 
-use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tenant_domain::{TenantKey, TenantRequest, validate};
 use tenant_starter::api::ApiConfig;
-use tenant_starter::engine::WorkflowEngine;
 use tenant_store::access::{AccessError, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use support::{Answer, FakeEngine, spawn_app};
+use tenant_tests::ProcessSignal;
+
+use support::{Answer, spawn_app};
 
 const PROBLEM: &str = "https://tenant-provisioner.dev/problems/";
 
@@ -60,15 +63,10 @@ fn field_errors(answer: &Answer) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn ok_engine() -> (Arc<FakeEngine>, Option<Arc<dyn WorkflowEngine>>) {
-    let engine = Arc::new(FakeEngine::default());
-    (engine.clone(), Some(engine as Arc<dyn WorkflowEngine>))
-}
-
 /// Without a token, with a garbage one, an expired one or a revoked one, the answer is 401.
 #[tokio::test]
 async fn requests_without_a_valid_token_are_unauthorized() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
 
     let anonymous = app
@@ -134,7 +132,7 @@ async fn requests_without_a_valid_token_are_unauthorized() {
 /// An organisation the caller has no role in looks exactly like one that does not exist.
 #[tokio::test]
 async fn organisations_the_caller_cannot_see_are_not_found() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     app.org("acme", "alice").await;
     let outsider = app.org("other", "bob").await;
 
@@ -166,7 +164,7 @@ async fn organisations_the_caller_cannot_see_are_not_found() {
 /// A member may read the organisation's tenants but not create one.
 #[tokio::test]
 async fn members_may_read_but_not_create() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     app.org("acme", "alice").await;
     let member = app.member("mallory", "acme", Role::Member).await;
 
@@ -184,8 +182,7 @@ async fn members_may_read_but_not_create() {
 /// is written: no tenant row, no audit entry.
 #[tokio::test]
 async fn invalid_fields_are_refused_before_anything_is_written() {
-    let (engine, dyn_engine) = ok_engine();
-    let app = spawn_app(dyn_engine).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
 
     let mut body = request("production");
@@ -232,13 +229,13 @@ async fn invalid_fields_are_refused_before_anything_is_written() {
 
     assert_eq!(app.count("tenants").await, 0);
     assert_eq!(app.count("audit_events").await, 0);
-    assert!(engine.starts().is_empty());
+    assert_eq!(app.workflow_count().await.unwrap(), 0, "no saga started");
 }
 
 /// The API refuses exactly what the domain rule refuses (the rule the saga applies).
 #[tokio::test]
 async fn the_api_applies_the_domain_rule() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
     for slug in [
         "prod_1",
@@ -271,7 +268,7 @@ async fn the_api_applies_the_domain_rule() {
 /// Unknown JSON fields and malformed JSON are 400 with a field-level error, never 422/500.
 #[tokio::test]
 async fn malformed_bodies_are_refused_field_by_field() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
 
     let mut body = request("prod");
@@ -315,7 +312,7 @@ async fn malformed_bodies_are_refused_field_by_field() {
 /// Bodies over 64 KiB get 413 as problem+json, announced or streamed.
 #[tokio::test]
 async fn oversized_bodies_are_refused() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
 
     let mut body = request("prod");
@@ -351,7 +348,7 @@ async fn oversized_bodies_are_refused() {
 /// A body that is not declared as JSON gets 415.
 #[tokio::test]
 async fn wrong_content_type_is_refused() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
     let body = request("prod").to_string();
 
@@ -389,8 +386,7 @@ async fn wrong_content_type_is_refused() {
 /// refused, and only callers who may see org `c` learn who holds it.
 #[tokio::test]
 async fn a_held_host_label_is_a_conflict_naming_the_holder_only_to_those_who_may_see_it() {
-    let (_, engine) = ok_engine();
-    let app = spawn_app(engine).await;
+    let app = spawn_app().await;
     app.org("c", "carol").await;
     let bc_owner = app.org("b-c", "bruno").await;
     let both = app.member("dana", "b-c", Role::Admin).await;
@@ -433,13 +429,17 @@ async fn a_held_host_label_is_a_conflict_naming_the_holder_only_to_those_who_may
     assert_eq!(app.count("tenants").await, 1);
 }
 
-/// When the workflow engine is down the request is accepted but answered 503; the row
-/// stays `provisioning`, and an identical retry finds it and starts the saga.
+/// While Temporal is down, a request is accepted but answered 503 (the cause stays in the
+/// log) and readiness fails; the row stays `provisioning` without a run. Once Temporal is
+/// back, an identical retry finds the row and starts the saga, and readiness passes again.
 #[tokio::test]
-async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
-    let engine = Arc::new(FakeEngine::failing(1));
-    let app = spawn_app(Some(engine.clone() as Arc<dyn WorkflowEngine>)).await;
+async fn a_temporal_outage_is_503_and_an_identical_retry_recovers() {
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
+    app.stack
+        .stop_process("temporal", ProcessSignal::SIGTERM, Duration::from_secs(30))
+        .await
+        .unwrap();
 
     let first = app.create("acme", &owner, request("prod")).await;
     assert_problem(&first, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
@@ -448,8 +448,9 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
         "workflow engine unavailable, retry the request; it is idempotent"
     );
     assert!(
-        !first.body.to_string().contains("fake"),
-        "the cause stays in the log"
+        !first.body.to_string().contains("127.0.0.1"),
+        "the cause stays in the log: {}",
+        first.body
     );
     let row = app
         .store
@@ -460,6 +461,20 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
     assert_eq!(row.state, "provisioning");
     assert_eq!(row.run_id, None);
 
+    let live = app
+        .answer(app.http.get(format!("{}/healthz/live", app.base)))
+        .await;
+    assert_eq!(live.status, StatusCode::OK);
+    let ready = app
+        .answer(app.http.get(format!("{}/healthz/ready", app.base)))
+        .await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.body["checks"],
+        json!({ "database": "ok", "workflow_engine": "failed" })
+    );
+
+    app.stack.start_process("temporal").await.unwrap();
     let retry = app.create("acme", &owner, request("prod")).await;
     assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
     assert_eq!(retry.body["id"], row.id.to_string());
@@ -478,10 +493,15 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
             .as_deref(),
         Some(run_id.as_str())
     );
-    let started = engine.starts();
-    assert_eq!(started.len(), 1);
-    assert_eq!(started[0].requested_by, "alice");
-    assert_eq!(started[0].incarnation, 1);
+    let workflow = app.describe_workflow("tenant/acme/prod").await.unwrap();
+    assert_eq!(
+        workflow["workflowExecutionInfo"]["execution"]["runId"], run_id,
+        "{workflow}"
+    );
+    let ready = app
+        .answer(app.http.get(format!("{}/healthz/ready", app.base)))
+        .await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
 
     // A different request for the held key is a conflict, not a repeat.
     let mut other = request("prod");
@@ -494,46 +514,11 @@ async fn a_saga_start_failure_is_503_and_an_identical_retry_recovers() {
     assert_eq!(app.count("audit_events").await, 1);
 }
 
-/// With no engine at all (Temporal unreachable), creating is 503 and readiness fails.
-#[tokio::test]
-async fn no_engine_means_503_and_not_ready() {
-    let app = spawn_app(None).await;
-    let owner = app.org("acme", "alice").await;
-    assert_problem(
-        &app.create("acme", &owner, request("prod")).await,
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-    );
-    assert_eq!(
-        app.store
-            .tenant("acme", "prod")
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        "provisioning"
-    );
-
-    let live = app
-        .answer(app.http.get(format!("{}/healthz/live", app.base)))
-        .await;
-    assert_eq!(live.status, StatusCode::OK);
-    let ready = app
-        .answer(app.http.get(format!("{}/healthz/ready", app.base)))
-        .await;
-    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(
-        ready.body["checks"],
-        json!({ "database": "ok", "workflow_engine": "failed" })
-    );
-}
-
 /// The happy path up to the saga: 202 with the resource, then readable by members, and an
 /// identical repeat is 200 with the same tenant.
 #[tokio::test]
 async fn an_accepted_tenant_is_202_and_readable() {
-    let (engine, dyn_engine) = ok_engine();
-    let app = spawn_app(dyn_engine).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
     let member = app.member("mallory", "acme", Role::Member).await;
 
@@ -547,7 +532,10 @@ async fn an_accepted_tenant_is_202_and_readable() {
     assert_eq!(t["host"], "production-eu-acme.tenants.localhost");
     assert_eq!(
         t["url"],
-        "https://production-eu-acme.tenants.localhost:8443"
+        format!(
+            "https://production-eu-acme.tenants.localhost:{}",
+            app.stack.ports.public_https
+        )
     );
     assert_eq!(t["state"], "provisioning");
     assert_eq!(t["incarnation"], 1);
@@ -565,7 +553,15 @@ async fn an_accepted_tenant_is_202_and_readable() {
         created.headers.get("location").unwrap(),
         "/api/v1/organizations/acme/tenants/production-eu"
     );
-    assert_eq!(engine.starts()[0].names, key.derive("tenants.localhost"));
+    // The saga runs under the derived workflow id, as the run the answer names.
+    let workflow = app
+        .describe_workflow("tenant/acme/production-eu")
+        .await
+        .unwrap();
+    assert_eq!(
+        workflow["workflowExecutionInfo"]["execution"]["runId"], t["run_id"],
+        "{workflow}"
+    );
 
     let repeat = app.create("acme", &owner, body).await;
     assert_eq!(repeat.status, StatusCode::OK, "{}", repeat.body);
@@ -576,7 +572,8 @@ async fn an_accepted_tenant_is_202_and_readable() {
         .get("/api/v1/organizations/acme/tenants/production-eu", &member)
         .await;
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
-    assert_eq!(shown.body["live"]["next_stable_state"], "active");
+    // No worker has run the workflow, so it cannot answer a query yet; reads do without.
+    assert!(shown.body.get("live").is_none(), "{}", shown.body);
     assert_eq!(shown.body["resources"], json!([]));
     let stored = app
         .get(
@@ -620,8 +617,7 @@ async fn an_accepted_tenant_is_202_and_readable() {
 /// Listing pages by slug, filters by state, and refuses bad parameters field by field.
 #[tokio::test]
 async fn listing_pages_and_filters() {
-    let (_, engine) = ok_engine();
-    let app = spawn_app(engine).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
     for slug in ["alpha", "beta", "gamma"] {
         assert_eq!(
@@ -683,8 +679,7 @@ async fn listing_pages_and_filters() {
 /// The plan's tenant quota is a 409 of its own type.
 #[tokio::test]
 async fn the_plan_quota_is_enforced() {
-    let (_, engine) = ok_engine();
-    let app = spawn_app(engine).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
     let free = |slug: &str| json!({ "slug": slug, "plan": "free", "first_admin_email": "admin@example.com" });
     for slug in ["one", "two", "three"] {
@@ -700,7 +695,7 @@ async fn the_plan_quota_is_enforced() {
 /// Unknown endpoints and methods answer with problem documents too.
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let owner = app.org("acme", "alice").await;
     let nowhere = app.get("/api/v1/nowhere", &owner).await;
     assert_problem(&nowhere, StatusCode::NOT_FOUND, "not-found");
@@ -717,7 +712,7 @@ async fn unknown_routes_and_methods_are_problems() {
 /// Bootstrap is all or nothing, and refuses to run twice for one organisation.
 #[tokio::test]
 async fn bootstrap_is_all_or_nothing() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let token = app.org("acme", "alice").await;
     let alice = app
         .store

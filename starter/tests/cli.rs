@@ -1,21 +1,19 @@
-//! The `tenants` binary against the real API (fake workflow engine) and a throwaway
-//! database: bootstrap, local validation, create with and without following, reads, and
-//! how refusals are shown. Saga progress is simulated by writing to the store the way the
-//! workflow's record activity does.
+//! The `tenants` binary against the API served on real servers (see `support`):
+//! bootstrap, local validation, reads, how refusals are shown, and — with the real worker
+//! running the saga — create and the lifecycle actions following the live audit feed until
+//! their stable state, failure and timeout included.
 
 mod support;
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tenant_domain::{Phase, PhaseFailure, TenantState};
-use tenant_starter::engine::WorkflowEngine;
-use tenant_store::{NewEvent, Store};
+use tenant_store::access::Role;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use uuid::Uuid;
 
-use support::{FakeEngine, TestApp, spawn_app};
+use support::{TestApp, spawn_app, spawn_app_with, spawn_app_with_worker};
 
 /// A config directory of its own, so no real saved token is read or overwritten.
 struct ConfigDir(PathBuf);
@@ -39,13 +37,13 @@ async fn tenants(app: &TestApp, config: &ConfigDir, token: Option<&str>, args: &
     command
         .args(args)
         .env("TP_API_URL", &app.base)
-        .env("TP_DATABASE_URL", &app.db.url)
+        .env("TP_DATABASE_URL", &app.stack.database_url)
         .env("XDG_CONFIG_HOME", &config.0)
         .env_remove("TP_TOKEN");
     if let Some(token) = token {
         command.env("TP_TOKEN", token);
     }
-    tokio::time::timeout(Duration::from_secs(60), command.output())
+    tokio::time::timeout(Duration::from_secs(240), command.output())
         .await
         .expect("cli finished")
         .unwrap()
@@ -55,95 +53,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn engine() -> Option<Arc<dyn WorkflowEngine>> {
-    Some(Arc::new(FakeEngine::default()) as Arc<dyn WorkflowEngine>)
-}
-
-/// Plays the saga's part: once the tenant's workflow is started, record a phase and a
-/// final state, as the workflow's record activity would.
-fn simulate_saga(store: Store, org: &'static str, slug: &'static str, outcome: TenantState) {
-    tokio::spawn(async move {
-        let row = loop {
-            match store.tenant(org, slug).await.unwrap() {
-                Some(row) if row.run_id.is_some() => break row,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        let run_id = row.run_id.clone().unwrap();
-        let event =
-            |key: &str, kind: &str, phase: Option<Phase>, state: TenantState, message: &str| {
-                NewEvent {
-                    tenant_id: row.id,
-                    incarnation: row.incarnation,
-                    run_id: run_id.clone(),
-                    event_key: key.into(),
-                    kind: kind.into(),
-                    phase: phase.map(|p| p.as_str().into()),
-                    attempt: phase.map(|_| 1),
-                    state: Some(state.as_str().into()),
-                    actor: "worker".into(),
-                    message: message.into(),
-                    detail: None,
-                }
-            };
-        let storage = Some(Phase::AllocateStorage);
-        let provisioning = TenantState::Provisioning;
-        let started = event(
-            "s1",
-            "phase_started",
-            storage,
-            provisioning,
-            "allocate_storage started",
+/// Waits until the stored tenant is in `state`.
+async fn wait_for_state(app: &TestApp, org: &str, slug: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let row = app.store.tenant(org, slug).await.unwrap();
+        if row.as_ref().is_some_and(|r| r.state == state) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{org}/{slug} never became {state}: {row:?}\n{}",
+            app.stack.log_tail("worker", 30)
         );
-        store
-            .record_state(row.incarnation, provisioning, storage, None, &started)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let failure = PhaseFailure {
-            phase: Phase::AllocateStorage,
-            error_type: "StorageError".into(),
-            message: "disk full".into(),
-            attempt: 3,
-        };
-        let (done, last_error) = match outcome {
-            TenantState::Active => (
-                event(
-                    "s2",
-                    "phase_completed",
-                    storage,
-                    provisioning,
-                    "allocate_storage completed",
-                ),
-                None,
-            ),
-            _ => (
-                event("s2", "phase_failed", storage, provisioning, "disk full"),
-                Some(&failure),
-            ),
-        };
-        store
-            .record_state(row.incarnation, provisioning, storage, last_error, &done)
-            .await
-            .unwrap();
-        let settled = event(
-            "s3",
-            "state_changed",
-            None,
-            outcome,
-            &format!("tenant is {outcome}"),
-        );
-        store
-            .record_state(row.incarnation, outcome, None, last_error, &settled)
-            .await
-            .unwrap();
-    });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `bootstrap` prints only the token on stdout, can save it, and refuses a second run.
 #[tokio::test]
 async fn bootstrap_prints_the_token_once_and_refuses_to_repeat() {
-    let app = spawn_app(None).await;
+    let app = spawn_app().await;
     let config = ConfigDir::new();
 
     let out = tenants(
@@ -232,7 +162,7 @@ async fn bootstrap_prints_the_token_once_and_refuses_to_repeat() {
 /// Bad input is refused locally, field by field, before anything is sent.
 #[tokio::test]
 async fn create_refuses_bad_input_locally() {
-    let app = spawn_app(engine()).await;
+    let app = spawn_app().await;
     let config = ConfigDir::new();
     let token = app.org("acme", "alice").await;
 
@@ -299,22 +229,30 @@ async fn create_refuses_bad_input_locally() {
     assert!(text(&no_token.stderr).contains("no API token"));
 }
 
-/// `create` follows the audit feed until the tenant is active, then prints its URL.
-#[tokio::test]
-async fn create_follows_the_saga_until_active() {
-    let app = spawn_app(engine()).await;
+/// `create` follows the live feed until the tenant is active and prints its URL; the reads
+/// show it; then every lifecycle action follows the feed to its stable state, refusals
+/// exit 1 with the workflow's reason, and `events --follow` prints events as they happen.
+#[tokio::test(flavor = "multi_thread")]
+async fn create_and_lifecycle_actions_follow_the_saga() {
+    let app = spawn_app_with_worker().await;
     let config = ConfigDir::new();
-    let token = app.org("acme", "alice").await;
-    simulate_saga(app.store.clone(), "acme", "prod", TenantState::Active);
+    let org = app.stack.org.clone();
+    let token = app.org(&org, "alice").await;
+    let member = app.member("mallory", &org, Role::Member).await;
+    let run = |args: Vec<&str>, token: String| {
+        let (app, config) = (&app, &config);
+        let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            tenants(app, config, Some(&token), &args).await
+        }
+    };
 
-    let out = tenants(
-        &app,
-        &config,
-        Some(&token),
-        &[
+    let out = run(
+        vec![
             "create",
             "--org",
-            "acme",
+            &org,
             "--slug",
             "prod",
             "--plan",
@@ -322,51 +260,46 @@ async fn create_follows_the_saga_until_active() {
             "--first-admin",
             "a@example.com",
             "--timeout",
-            "30",
+            "180",
         ],
+        token.clone(),
     )
     .await;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
         text(&out.stdout).trim(),
-        "https://prod-acme.tenants.localhost:8443"
+        format!(
+            "https://prod-{org}.tenants.localhost:{}",
+            app.stack.ports.public_https
+        )
     );
-    assert!(stderr.contains("✓ request accepted: acme/prod"), "{stderr}");
     assert!(
-        stderr.contains("… allocate_storage started (attempt 1)"),
+        stderr.contains(&format!("✓ request accepted: {org}/prod")),
         "{stderr}"
     );
+    assert!(stderr.contains("… validate started (attempt 1)"), "{stderr}");
     assert!(stderr.contains("✓ allocate_storage completed"), "{stderr}");
-    assert!(stderr.contains("tenant acme/prod is active"), "{stderr}");
+    assert!(stderr.contains("✓ mark_active completed"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("tenant {org}/prod is active")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("polling"), "the live feed was used: {stderr}");
 
     // Reads: a table, JSON, the list and the feed.
-    let got = tenants(
-        &app,
-        &config,
-        Some(&token),
-        &["get", "--org", "acme", "prod"],
-    )
-    .await;
+    let got = run(vec!["get", "--org", &org, "prod"], token.clone()).await;
     assert!(
         text(&got.stdout).contains("active"),
         "{}",
         text(&got.stdout)
     );
-    let json = tenants(
-        &app,
-        &config,
-        Some(&token),
-        &["get", "--org", "acme", "prod", "-o", "json"],
-    )
-    .await;
+    let json = run(vec!["get", "--org", &org, "prod", "-o", "json"], token.clone()).await;
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json output");
     assert_eq!(value["state"], "active");
-    let listed = tenants(
-        &app,
-        &config,
-        Some(&token),
-        &["list", "--org", "acme", "--state", "active"],
+    let listed = run(
+        vec!["list", "--org", &org, "--state", "active"],
+        token.clone(),
     )
     .await;
     assert!(
@@ -374,82 +307,180 @@ async fn create_follows_the_saga_until_active() {
         "{}",
         text(&listed.stdout)
     );
-    let events = tenants(
-        &app,
-        &config,
-        Some(&token),
-        &["events", "--org", "acme", "prod"],
-    )
-    .await;
-    assert_eq!(
-        text(&events.stdout).lines().count(),
-        4,
+    let events = run(vec!["events", "--org", &org, "prod"], token.clone()).await;
+    assert!(
+        text(&events.stdout).contains("tenant is active"),
         "{}",
         text(&events.stdout)
     );
+
+    // A wrong-state action is refused with the workflow's reason; a member may not act.
+    let refused = run(vec!["resume", "--org", &org, "prod"], token.clone()).await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(
+        text(&refused.stderr).trim(),
+        "error: cannot resume a tenant that is active; allowed from: suspended"
+    );
+    let forbidden = run(vec!["suspend", "--org", &org, "prod"], member).await;
+    assert_eq!(forbidden.status.code(), Some(1));
+    assert!(
+        text(&forbidden.stderr).contains("your role"),
+        "{}",
+        text(&forbidden.stderr)
+    );
+
+    // suspend, following to `suspended`.
+    let suspended = run(vec!["suspend", "--org", &org, "prod"], token.clone()).await;
+    let stderr = text(&suspended.stderr);
+    assert!(suspended.status.success(), "{stderr}");
+    assert!(stderr.contains("✓ suspend accepted from state active"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("✓ tenant {org}/prod is suspended")),
+        "{stderr}"
+    );
+    assert_eq!(text(&suspended.stdout).trim(), format!("{org}/prod suspended"));
+
+    // `events --follow` prints the resume as it happens.
+    let last = app
+        .store
+        .events(app.store.tenant(&org, "prod").await.unwrap().unwrap().id, 0, 1000)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    let mut follower = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))
+        .args([
+            "events",
+            "--follow",
+            "-o",
+            "json",
+            "--org",
+            &org,
+            "prod",
+            "--after",
+            &last.to_string(),
+        ])
+        .env("TP_API_URL", &app.base)
+        .env("TP_TOKEN", &token)
+        .env("XDG_CONFIG_HOME", &config.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+
+    let resumed = run(
+        vec!["resume", "--org", &org, "prod", "-o", "json"],
+        token.clone(),
+    )
+    .await;
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&resumed.stdout).expect("json output");
+    assert_eq!(value["state"], "active");
+
+    let mut followed = Vec::new();
+    let seen_resume = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+            followed.push(event["id"].as_i64().unwrap());
+            if event["kind"] == "resumed" {
+                assert_eq!(event["actor"], "alice");
+                return;
+            }
+        }
+        panic!("events --follow ended");
+    })
+    .await;
+    assert!(seen_resume.is_ok(), "events --follow printed {followed:?}");
+    assert!(followed.iter().all(|id| *id > last), "{followed:?}");
+    follower.kill().await.unwrap();
+
+    // decommission without waiting, then with nothing left to act on.
+    let accepted = run(
+        vec!["decommission", "--org", &org, "prod", "--no-wait", "-o", "json"],
+        token.clone(),
+    )
+    .await;
+    assert!(accepted.status.success(), "{}", text(&accepted.stderr));
+    let value: serde_json::Value = serde_json::from_slice(&accepted.stdout).expect("json output");
+    assert_eq!(value["action"], "decommission");
+    assert_eq!(value["accepted"], true);
+    wait_for_state(&app, &org, "prod", "decommissioned").await;
+    let gone = run(vec!["retry", "--org", &org, "prod"], token.clone()).await;
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        text(&gone.stderr).contains("tenant prod is decommissioned"),
+        "{}",
+        text(&gone.stderr)
+    );
 }
 
-/// A failed saga exits 1 with the reason; a saga that does not settle in time exits 2.
-#[tokio::test]
-async fn create_reports_failure_and_timeout() {
-    let app = spawn_app(engine()).await;
+/// A saga that fails exits 1 with the reason, for `create` and for a `retry` that fails
+/// again; a saga that does not settle in time exits 2; `--no-wait` returns at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_and_timeouts_are_reported() {
+    let app = spawn_app_with(Default::default(), false).await;
+    app.stack.set_worker_env("TP_FAIL_PHASE", "allocate_storage");
+    app.stack.start_worker().await.unwrap();
     let config = ConfigDir::new();
-    let token = app.org("acme", "alice").await;
-    simulate_saga(app.store.clone(), "acme", "doomed", TenantState::Failed);
-
-    let create = |slug: &'static str, timeout: &'static str| {
-        let args = [
-            "create",
-            "--org",
-            "acme",
-            "--slug",
-            slug,
-            "--plan",
-            "growth",
-            "--first-admin",
-            "a@example.com",
-            "--timeout",
-            timeout,
-        ];
-        let (app, config, token) = (&app, &config, &token);
-        async move { tenants(app, config, Some(token), &args).await }
+    let org = app.stack.org.clone();
+    let token = app.org(&org, "alice").await;
+    let create = |slug: &'static str, extra: &'static [&'static str]| {
+        let (app, config, token, org) = (&app, &config, &token, &org);
+        async move {
+            let mut args = vec![
+                "create",
+                "--org",
+                org.as_str(),
+                "--slug",
+                slug,
+                "--plan",
+                "growth",
+                "--first-admin",
+                "a@example.com",
+            ];
+            args.extend_from_slice(extra);
+            tenants(app, config, Some(token), &args).await
+        }
     };
-    let failed = create("doomed", "30").await;
+
+    let failed = create("doomed", &["--timeout", "180"]).await;
     let stderr = text(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("✗ allocate_storage attempt 1 failed: disk full"),
+        stderr.contains("✗ allocate_storage attempt 1 failed: injected failure"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("tenant acme/doomed is failed: disk full"),
+        stderr.contains(&format!("✗ tenant {org}/doomed is failed: injected failure")),
         "{stderr}"
     );
+    assert!(failed.stdout.is_empty());
 
-    let stuck = create("stuck", "1").await;
-    assert_eq!(stuck.status.code(), Some(2), "{}", text(&stuck.stderr));
-    assert!(text(&stuck.stderr).contains("the saga carries on"));
-
-    let no_wait = tenants(
+    // The fault is still there: the retry is accepted, provisions again and fails again.
+    let retried = tenants(
         &app,
         &config,
         Some(&token),
-        &[
-            "create",
-            "--org",
-            "acme",
-            "--slug",
-            "stuck",
-            "--plan",
-            "growth",
-            "--first-admin",
-            "a@example.com",
-            "--no-wait",
-            "-o",
-            "json",
-        ],
+        &["retry", "--org", &org, "doomed", "--timeout", "180"],
     )
     .await;
+    let stderr = text(&retried.stderr);
+    assert_eq!(retried.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("✓ retry accepted from state failed"), "{stderr}");
+    assert!(stderr.contains("provisioning round 2 started"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("✗ tenant {org}/doomed is failed: injected failure")),
+        "{stderr}"
+    );
+
+    let stuck = create("stuck", &["--timeout", "1"]).await;
+    assert_eq!(stuck.status.code(), Some(2), "{}", text(&stuck.stderr));
+    assert!(text(&stuck.stderr).contains("the saga carries on"));
+
+    let no_wait = create("stuck", &["--no-wait", "-o", "json"]).await;
     assert!(no_wait.status.success());
     let value: serde_json::Value = serde_json::from_slice(&no_wait.stdout).expect("json output");
     assert_eq!(value["slug"], "stuck");

@@ -11,7 +11,8 @@ use ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing;
 use serde_json::Value;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgExecutor};
+use sqlx::postgres::PgPool;
+use sqlx::{ConnectOptions, Connection, PgConnection};
 use uuid::Uuid;
 
 use anyhow::Context;
@@ -75,8 +76,10 @@ pub async fn open(options: &PgConnectOptions) -> anyhow::Result<PgConnection> {
     let mut conn = PgConnection::connect_with(&options)
         .await
         .context("connecting to the tenant database")?;
+    // `run_direct` rather than `run`: the latter's generic acquire makes callers' futures
+    // fail the `Send` check of Temporal's activity macro.
     MIGRATOR
-        .run(&mut conn)
+        .run_direct(&mut conn)
         .await
         .context("migrating the tenant database")?;
     Ok(conn)
@@ -90,7 +93,10 @@ pub async fn install(
     realm: &RealmKey,
     invitation: Option<&InvitationGrant>,
 ) -> anyhow::Result<()> {
-    let mut tx = conn.begin().await.context("starting the realm installation")?;
+    let mut tx = conn
+        .begin()
+        .await
+        .context("starting the realm installation")?;
     sqlx::query(
         "INSERT INTO realm (singleton, key_id, private_key, public_jwk) VALUES (true, $1, $2, $3)
          ON CONFLICT (singleton) DO UPDATE SET
@@ -128,13 +134,15 @@ pub async fn install(
         .await
         .context("revoking older invitations")?;
     }
-    tx.commit().await.context("committing the realm installation")?;
+    tx.commit()
+        .await
+        .context("committing the realm installation")?;
     Ok(())
 }
 
 /// Sets the flag that refuses sign-in and invitation redemption while the tenant is
 /// suspended.
-pub async fn set_suspended(conn: impl PgExecutor<'_>, suspended: bool) -> anyhow::Result<()> {
+pub async fn set_suspended(conn: &mut PgConnection, suspended: bool) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO tenant_settings (singleton, suspended) VALUES (true, $1)
          ON CONFLICT (singleton) DO UPDATE SET suspended = EXCLUDED.suspended, updated_at = now()",
@@ -147,7 +155,7 @@ pub async fn set_suspended(conn: impl PgExecutor<'_>, suspended: bool) -> anyhow
 }
 
 /// True while the platform has the tenant suspended.
-pub async fn suspended(conn: impl PgExecutor<'_>) -> anyhow::Result<bool> {
+pub async fn suspended(conn: &PgPool) -> anyhow::Result<bool> {
     let flag: Option<bool> =
         sqlx::query_scalar("SELECT suspended FROM tenant_settings WHERE singleton")
             .fetch_optional(conn)
@@ -157,7 +165,7 @@ pub async fn suspended(conn: impl PgExecutor<'_>) -> anyhow::Result<bool> {
 }
 
 /// The installed realm key, if any.
-pub async fn realm(conn: impl PgExecutor<'_>) -> anyhow::Result<Option<RealmKey>> {
+pub async fn realm(conn: &PgPool) -> anyhow::Result<Option<RealmKey>> {
     let row: Option<(String, String, Value)> =
         sqlx::query_as("SELECT key_id, private_key, public_jwk FROM realm WHERE singleton")
             .fetch_optional(conn)
@@ -172,7 +180,7 @@ pub async fn realm(conn: impl PgExecutor<'_>) -> anyhow::Result<Option<RealmKey>
 
 /// Every invitation (a tenant has one, or a few after re-issues). Codes are matched in
 /// memory in constant time rather than looked up by hash in SQL.
-pub async fn invitations(conn: impl PgExecutor<'_>) -> anyhow::Result<Vec<InvitationRow>> {
+pub async fn invitations(conn: &PgPool) -> anyhow::Result<Vec<InvitationRow>> {
     sqlx::query_as(
         "SELECT code_sha256, email, expires_at, redeemed_at, revoked_at FROM invitations
          ORDER BY created_at",
@@ -182,7 +190,7 @@ pub async fn invitations(conn: impl PgExecutor<'_>) -> anyhow::Result<Vec<Invita
     .context("reading the invitations")
 }
 
-pub async fn user_by_email(conn: impl PgExecutor<'_>, email: &str) -> anyhow::Result<Option<UserRow>> {
+pub async fn user_by_email(conn: &PgPool, email: &str) -> anyhow::Result<Option<UserRow>> {
     sqlx::query_as(
         "SELECT id, email, password_hash, role FROM users WHERE lower(email) = lower($1)",
     )
@@ -192,7 +200,7 @@ pub async fn user_by_email(conn: impl PgExecutor<'_>, email: &str) -> anyhow::Re
     .context("looking up the user")
 }
 
-pub async fn user_by_id(conn: impl PgExecutor<'_>, id: Uuid) -> anyhow::Result<Option<UserRow>> {
+pub async fn user_by_id(conn: &PgPool, id: Uuid) -> anyhow::Result<Option<UserRow>> {
     sqlx::query_as("SELECT id, email, password_hash, role FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
@@ -284,11 +292,24 @@ mod tests {
     fn redeemability_checks_every_reason() {
         let now = Utc::now();
         assert_eq!(redeemable(&row(), now), Ok(()));
-        let expired = InvitationRow { expires_at: now - chrono::Duration::seconds(1), ..row() };
+        let expired = InvitationRow {
+            expires_at: now - chrono::Duration::seconds(1),
+            ..row()
+        };
         assert_eq!(redeemable(&expired, now), Err(Unredeemable::Expired));
-        let used = InvitationRow { redeemed_at: Some(now), ..expired.clone() };
-        assert_eq!(redeemable(&used, now), Err(Unredeemable::Redeemed), "redeemed wins");
-        let revoked = InvitationRow { revoked_at: Some(now), ..row() };
+        let used = InvitationRow {
+            redeemed_at: Some(now),
+            ..expired.clone()
+        };
+        assert_eq!(
+            redeemable(&used, now),
+            Err(Unredeemable::Redeemed),
+            "redeemed wins"
+        );
+        let revoked = InvitationRow {
+            revoked_at: Some(now),
+            ..row()
+        };
         assert_eq!(redeemable(&revoked, now), Err(Unredeemable::Revoked));
     }
 

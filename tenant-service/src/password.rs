@@ -3,8 +3,8 @@
 //! Owns the PHC strings in the `users` table. Must never log, return or keep a password;
 //! hashing is slow on purpose, so callers run it off the async executor.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
 /// Shortest password accepted, in characters.
 pub const MIN_CHARS: usize = 12;
@@ -14,10 +14,14 @@ pub const MAX_BYTES: usize = 1024;
 /// Why a new password is refused; the message is shown to the person choosing it.
 pub fn check_policy(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_CHARS {
-        return Err(format!("the password must be at least {MIN_CHARS} characters long"));
+        return Err(format!(
+            "the password must be at least {MIN_CHARS} characters long"
+        ));
     }
     if password.len() > MAX_BYTES {
-        return Err(format!("the password must be at most {MAX_BYTES} bytes long"));
+        return Err(format!(
+            "the password must be at most {MAX_BYTES} bytes long"
+        ));
     }
     Ok(())
 }
@@ -35,7 +39,11 @@ pub fn hash(password: &str) -> anyhow::Result<String> {
 /// True when `password` matches the PHC string; a malformed hash never matches.
 pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -47,7 +55,10 @@ mod tests {
     fn policy_counts_characters_and_caps_bytes() {
         assert!(check_policy("short").is_err());
         assert!(check_policy("exactly12chr").is_ok());
-        assert!(check_policy("ééééééééééé").is_err(), "11 characters, 22 bytes");
+        assert!(
+            check_policy("ééééééééééé").is_err(),
+            "11 characters, 22 bytes"
+        );
         assert!(check_policy(&"x".repeat(MAX_BYTES + 1)).is_err());
     }
 

@@ -75,12 +75,17 @@ impl TokenSigner {
             .map_err(|_| TokenError::Key("the private key is not an Ed25519 PKCS#8 PEM"))?;
         let published = TokenVerifier::from_jwk(&realm.public_jwk)?;
         if published.key != key.verifying_key() {
-            return Err(TokenError::Key("the private key does not match the public JWK"));
+            return Err(TokenError::Key(
+                "the private key does not match the public JWK",
+            ));
         }
         if published.key_id != realm.key_id {
             return Err(TokenError::Key("the JWK's kid is not the realm's key id"));
         }
-        Ok(Self { key, key_id: realm.key_id.clone() })
+        Ok(Self {
+            key,
+            key_id: realm.key_id.clone(),
+        })
     }
 
     pub fn sign(&self, claims: &Claims) -> String {
@@ -102,7 +107,9 @@ impl TokenVerifier {
         if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
             return Err(TokenError::Key("the JWK is not an Ed25519 OKP key"));
         }
-        let x = jwk["x"].as_str().ok_or(TokenError::Key("the JWK has no x"))?;
+        let x = jwk["x"]
+            .as_str()
+            .ok_or(TokenError::Key("the JWK has no x"))?;
         let bytes: [u8; 32] = URL_SAFE_NO_PAD
             .decode(x)
             .ok()
@@ -110,8 +117,13 @@ impl TokenVerifier {
             .ok_or(TokenError::Key("the JWK's x is not 32 bytes of base64url"))?;
         let key = VerifyingKey::from_bytes(&bytes)
             .map_err(|_| TokenError::Key("the JWK's x is not a valid Ed25519 point"))?;
-        let key_id = jwk["kid"].as_str().ok_or(TokenError::Key("the JWK has no kid"))?;
-        Ok(Self { key, key_id: key_id.to_owned() })
+        let key_id = jwk["kid"]
+            .as_str()
+            .ok_or(TokenError::Key("the JWK has no kid"))?;
+        Ok(Self {
+            key,
+            key_id: key_id.to_owned(),
+        })
     }
 
     /// The token's claims, when its header, signature, issuer, audience and times all fit.
@@ -128,7 +140,11 @@ impl TokenVerifier {
         else {
             return Err(TokenError::Malformed);
         };
-        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed);
+        let decode = |part: &str| {
+            URL_SAFE_NO_PAD
+                .decode(part)
+                .map_err(|_| TokenError::Malformed)
+        };
         let header: Value =
             serde_json::from_slice(&decode(header_b64)?).map_err(|_| TokenError::Malformed)?;
         if header["alg"] != ALGORITHM {
@@ -141,8 +157,8 @@ impl TokenVerifier {
         if header["kid"].as_str() != Some(self.key_id.as_str()) {
             return Err(TokenError::KeyId);
         }
-        let signature = Signature::from_slice(&decode(signature_b64)?)
-            .map_err(|_| TokenError::Signature)?;
+        let signature =
+            Signature::from_slice(&decode(signature_b64)?).map_err(|_| TokenError::Signature)?;
         let signed = format!("{header_b64}.{payload_b64}");
         self.key
             .verify_strict(signed.as_bytes(), &signature)
@@ -168,7 +184,11 @@ impl TokenVerifier {
 
 /// `base64url(header).base64url(payload).base64url(signature)`.
 fn sign_compact(key: &SigningKey, header: &[u8], payload: &[u8]) -> String {
-    let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+    let signed = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
     let signature = key.sign(signed.as_bytes());
     format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
@@ -180,7 +200,7 @@ mod tests {
     use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
     use ed25519_dalek::pkcs8::spki::der::zeroize::Zeroizing;
 
-    fn realm(key: &SigningKey) -> RealmKey {
+    fn realm_of(key: &SigningKey) -> RealmKey {
         let x = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
         RealmKey {
             key_id: format!("kid-{}", &x[..8]),
@@ -203,7 +223,9 @@ mod tests {
     #[test]
     fn signing_matches_the_rfc_8037_example() {
         // RFC 8037, appendix A.1 (key) and A.4 (signature over "Example of Ed25519 signing").
-        let d = URL_SAFE_NO_PAD.decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").unwrap();
+        let d = URL_SAFE_NO_PAD
+            .decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
+            .unwrap();
         let key = SigningKey::from_bytes(&d.try_into().unwrap());
         assert_eq!(
             URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes()),
@@ -220,7 +242,7 @@ mod tests {
     #[test]
     fn a_signed_token_verifies_and_every_check_bites() {
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        let realm = realm(&key);
+        let realm = realm_of(&key);
         let signer = TokenSigner::from_realm(&realm).unwrap();
         let verifier = TokenVerifier::from_jwk(&realm.public_jwk).unwrap();
         let now = 1_700_000_000;
@@ -228,37 +250,89 @@ mod tests {
         let token = signer.sign(&c);
         assert_eq!(verifier.verify(&token, &c.iss, &c.aud, now), Ok(c.clone()));
 
-        assert_eq!(verifier.verify(&token, "https://other", &c.aud, now), Err(TokenError::Issuer));
-        assert_eq!(verifier.verify(&token, &c.iss, "tenant-b", now), Err(TokenError::Audience));
-        assert_eq!(verifier.verify(&token, &c.iss, &c.aud, now + 60), Err(TokenError::Expired));
-        let early = signer.sign(&Claims { iat: now + 3600, exp: now + 7200, ..c.clone() });
-        assert_eq!(verifier.verify(&early, &c.iss, &c.aud, now), Err(TokenError::IssuedInFuture));
+        assert_eq!(
+            verifier.verify(&token, "https://other", &c.aud, now),
+            Err(TokenError::Issuer)
+        );
+        assert_eq!(
+            verifier.verify(&token, &c.iss, "tenant-b", now),
+            Err(TokenError::Audience)
+        );
+        assert_eq!(
+            verifier.verify(&token, &c.iss, &c.aud, now + 60),
+            Err(TokenError::Expired)
+        );
+        let early = signer.sign(&Claims {
+            iat: now + 3600,
+            exp: now + 7200,
+            ..c.clone()
+        });
+        assert_eq!(
+            verifier.verify(&early, &c.iss, &c.aud, now),
+            Err(TokenError::IssuedInFuture)
+        );
 
         // Another realm's key: its kid differs, and with a forged kid the signature fails.
-        let other = realm(&SigningKey::generate(&mut rand::rngs::OsRng));
+        let other = realm_of(&SigningKey::generate(&mut rand::rngs::OsRng));
         let foreign = TokenVerifier::from_jwk(&other.public_jwk).unwrap();
-        assert_eq!(foreign.verify(&token, &c.iss, &c.aud, now), Err(TokenError::KeyId));
-        let forged = TokenVerifier { key: foreign.key, key_id: realm.key_id.clone() };
-        assert_eq!(forged.verify(&token, &c.iss, &c.aud, now), Err(TokenError::Signature));
+        assert_eq!(
+            foreign.verify(&token, &c.iss, &c.aud, now),
+            Err(TokenError::KeyId)
+        );
+        let forged = TokenVerifier {
+            key: foreign.key,
+            key_id: realm.key_id.clone(),
+        };
+        assert_eq!(
+            forged.verify(&token, &c.iss, &c.aud, now),
+            Err(TokenError::Signature)
+        );
 
         // A tampered payload, an unsigned token and another algorithm are refused.
         let parts: Vec<&str> = token.split('.').collect();
-        let evil = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Claims { sub: "root".into(), ..c.clone() }).unwrap());
+        let evil = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&Claims {
+                sub: "root".into(),
+                ..c.clone()
+            })
+            .unwrap(),
+        );
         let tampered = format!("{}.{evil}.{}", parts[0], parts[2]);
-        assert_eq!(verifier.verify(&tampered, &c.iss, &c.aud, now), Err(TokenError::Signature));
+        assert_eq!(
+            verifier.verify(&tampered, &c.iss, &c.aud, now),
+            Err(TokenError::Signature)
+        );
         let none = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{}"}}"#, realm.key_id));
         let unsigned = format!("{none}.{}.", parts[1]);
-        assert_eq!(verifier.verify(&unsigned, &c.iss, &c.aud, now), Err(TokenError::Algorithm));
-        assert_eq!(verifier.verify("a.b", &c.iss, &c.aud, now), Err(TokenError::Malformed));
+        assert_eq!(
+            verifier.verify(&unsigned, &c.iss, &c.aud, now),
+            Err(TokenError::Algorithm)
+        );
+        assert_eq!(
+            verifier.verify("a.b", &c.iss, &c.aud, now),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]
     fn a_realm_whose_keys_do_not_match_is_refused() {
-        let one = realm(&SigningKey::generate(&mut rand::rngs::OsRng));
-        let two = realm(&SigningKey::generate(&mut rand::rngs::OsRng));
-        let mixed = RealmKey { public_jwk: two.public_jwk.clone(), ..one.clone() };
-        assert!(matches!(TokenSigner::from_realm(&mixed), Err(TokenError::Key(_))));
-        let bad_pem = RealmKey { private_key_pem: Zeroizing::new("nope".into()), ..one };
-        assert!(matches!(TokenSigner::from_realm(&bad_pem), Err(TokenError::Key(_))));
+        let one = realm_of(&SigningKey::generate(&mut rand::rngs::OsRng));
+        let two = realm_of(&SigningKey::generate(&mut rand::rngs::OsRng));
+        let mixed = RealmKey {
+            public_jwk: two.public_jwk.clone(),
+            ..one.clone()
+        };
+        assert!(matches!(
+            TokenSigner::from_realm(&mixed),
+            Err(TokenError::Key(_))
+        ));
+        let bad_pem = RealmKey {
+            private_key_pem: Zeroizing::new("nope".into()),
+            ..one
+        };
+        assert!(matches!(
+            TokenSigner::from_realm(&bad_pem),
+            Err(TokenError::Key(_))
+        ));
     }
 }

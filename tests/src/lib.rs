@@ -922,16 +922,21 @@ impl Stack {
             .with_context(|| format!("GET {url}"))
     }
 
-    /// `GET http://127.0.0.1:<platform port><path>` with `Host: <host>`: the platform-only
-    /// route, which reaches a workload before and regardless of public activation.
+    /// `GET https://<host>:<platform port><path>` on loopback, trusting Caddy's CA: the
+    /// platform-only listener, which reaches a workload before and regardless of public
+    /// activation, with the same certificate as the public one.
     pub async fn platform_get(&self, host: &str, path: &str) -> anyhow::Result<reqwest::Response> {
-        let url = format!("http://127.0.0.1:{}{path}", self.ports.platform_http);
-        self.http
-            .get(&url)
-            .header(reqwest::header::HOST, host)
-            .send()
-            .await
-            .with_context(|| format!("GET {url} (Host: {host})"))
+        let pem = self.caddy_root_certificate().await?;
+        let cert = reqwest::Certificate::from_pem(pem.as_bytes()).context("parsing Caddy's root")?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .add_root_certificate(cert)
+            .resolve(host, SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.platform_http)))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .context("building the platform client")?;
+        let url = format!("https://{host}:{}{path}", self.ports.platform_http);
+        client.get(&url).send().await.with_context(|| format!("GET {url}"))
     }
 
     /// Every email maildev holds for `addr`, as maildev's JSON (`subject`, `text`, `html`,

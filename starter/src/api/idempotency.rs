@@ -81,6 +81,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// A key's record: what it was first sent with and, once answered, the answer.
+#[derive(sqlx::FromRow)]
+struct StoredKey {
+    request_sha256: Vec<u8>,
+    /// `None` while the first request is still being handled.
+    status: Option<i32>,
+    location: Option<String>,
+    body: Option<serde_json::Value>,
+}
+
 /// What the handler does next.
 pub enum Begin {
     /// Answer with this and do nothing else: a stored answer, or a refusal of the key.
@@ -154,16 +164,21 @@ pub async fn replay_or_record(
             }));
         }
 
-        let stored: Option<(Vec<u8>, Option<i32>, Option<String>, Option<serde_json::Value>)> =
-            sqlx::query_as(
-                "SELECT request_sha256, status, location, body FROM idempotency_keys
-                 WHERE principal_id = $1 AND key = $2 AND expires_at > now()",
-            )
-            .bind(caller.id)
-            .bind(&key_value)
-            .fetch_optional(pool)
-            .await?;
-        let Some((stored_fingerprint, status, location, stored_body)) = stored else {
+        let stored: Option<StoredKey> = sqlx::query_as(
+            "SELECT request_sha256, status, location, body FROM idempotency_keys
+             WHERE principal_id = $1 AND key = $2 AND expires_at > now()",
+        )
+        .bind(caller.id)
+        .bind(&key_value)
+        .fetch_optional(pool)
+        .await?;
+        let Some(StoredKey {
+            request_sha256: stored_fingerprint,
+            status,
+            location,
+            body: stored_body,
+        }) = stored
+        else {
             continue;
         };
         if stored_fingerprint != fingerprint {
@@ -218,7 +233,9 @@ impl Recording {
         .await;
         match stored {
             Ok(_) => claim.settled = true,
-            Err(err) => tracing::warn!(error = %err, "storing the answer of an idempotency key failed"),
+            Err(err) => {
+                tracing::warn!(error = %err, "storing the answer of an idempotency key failed")
+            }
         }
         Response::from_parts(parts, Body::from(bytes))
     }
@@ -307,7 +324,10 @@ fn replay(status: i32, location: Option<String>, body: Option<serde_json::Value>
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut response = (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response();
@@ -384,7 +404,10 @@ mod tests {
         let a = fingerprint(target, br#"{"slug":"prod","plan":"free"}"#);
         let b = fingerprint(target, b"{ \"plan\": \"free\",\n  \"slug\": \"prod\" }");
         let c = fingerprint(target, br#"{"slug":"prod","plan":"growth"}"#);
-        let d = fingerprint("POST /api/v1/organizations/other/tenants", br#"{"slug":"prod","plan":"free"}"#);
+        let d = fingerprint(
+            "POST /api/v1/organizations/other/tenants",
+            br#"{"slug":"prod","plan":"free"}"#,
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

@@ -12,8 +12,8 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
-use tenant_domain::TenantState;
 use tenant_domain::validation::{MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_SLUG_LEN, NAME_PATTERN};
+use tenant_domain::{LifecycleAction, TenantState};
 
 use super::error::{PROBLEM_JSON, PROBLEM_TYPE_BASE};
 use super::idempotency;
@@ -31,7 +31,7 @@ struct Operation {
     id: &'static str,
     tag: &'static str,
     summary: &'static str,
-    description: &'static str,
+    description: String,
     /// Needs `Authorization: Bearer <token>`.
     auth: bool,
     parameters: Vec<Value>,
@@ -57,7 +57,8 @@ pub fn document(domain: &str) -> Value {
         let item = paths
             .entry(op.path)
             .or_insert_with(|| Value::Object(Map::new()));
-        item[op.method.to_ascii_lowercase()] = render(op);
+        let method = op.method.to_ascii_lowercase();
+        item[method] = render(op);
     }
     json!({
         "openapi": "3.1.0",
@@ -130,15 +131,25 @@ fn operations() -> Vec<Operation> {
                 tenant; 200 with the existing tenant for a request identical to the one that \
                 holds the slot. With an `Idempotency-Key`, a repeat of the same request by the \
                 same caller within 24 hours returns the first answer (with \
-                `Idempotent-Replayed: true`) without acting again.",
+                `Idempotent-Replayed: true`) without acting again."
+                .into(),
             auth: true,
             parameters: vec![org_param(), idempotency_key_param()],
             request: Some(schema_ref("CreateTenantRequest")),
             responses: vec![
-                (202, json_response("The tenant was accepted; its saga runs", "TenantResource")
-                    .with_location()),
-                (200, json_response("An identical request was accepted before: that tenant", "TenantResource")
-                    .with_location()),
+                (
+                    202,
+                    json_response("The tenant was accepted; its saga runs", "TenantResource")
+                        .with_location(),
+                ),
+                (
+                    200,
+                    json_response(
+                        "An identical request was accepted before: that tenant",
+                        "TenantResource",
+                    )
+                    .with_location(),
+                ),
                 (400, problem_ref("Validation")),
                 (403, problem_ref("Forbidden")),
                 (404, problem_ref("NotFound")),
@@ -156,15 +167,28 @@ fn operations() -> Vec<Operation> {
             tag: "tenants",
             summary: "List the organisation's tenants",
             description: "Any role in the organisation may read. Ordered by slug; pass \
-                `next_after` of one page as `after` to get the next.",
+                `next_after` of one page as `after` to get the next."
+                .into(),
             auth: true,
             parameters: vec![
                 org_param(),
-                query_param("state", "Only tenants in this state", json!({ "type": "string", "enum": states() })),
-                query_param("limit", "Most tenants on one page", json!({
-                    "type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50
-                })),
-                query_param("after", "The last slug of the previous page", slug_schema(MAX_SLUG_LEN)),
+                query_param(
+                    "state",
+                    "Only tenants in this state",
+                    json!({ "type": "string", "enum": states() }),
+                ),
+                query_param(
+                    "limit",
+                    "Most tenants on one page",
+                    json!({
+                        "type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50
+                    }),
+                ),
+                query_param(
+                    "after",
+                    "The last slug of the previous page",
+                    slug_schema(MAX_SLUG_LEN),
+                ),
             ],
             request: None,
             responses: vec![
@@ -181,14 +205,19 @@ fn operations() -> Vec<Operation> {
             summary: "Show one tenant",
             description: "The stored tenant with its resource ledger and, unless `live=false`, \
                 the workflow's own view (state, phase, next stable state, last error, \
-                resources, email delivery).",
+                resources, email delivery)."
+                .into(),
             auth: true,
             parameters: vec![
                 org_param(),
                 slug_param(),
-                query_param("live", "Ask the workflow for its live view", json!({
-                    "type": "boolean", "default": true
-                })),
+                query_param(
+                    "live",
+                    "Ask the workflow for its live view",
+                    json!({
+                        "type": "boolean", "default": true
+                    }),
+                ),
             ],
             request: None,
             responses: vec![
@@ -202,32 +231,76 @@ fn operations() -> Vec<Operation> {
             path: "/api/v1/organizations/{org_id}/tenants/{slug}/events",
             id: "tenants_events",
             tag: "tenants",
-            summary: "The tenant's audit feed",
+            summary: "The tenant's audit feed, as a page or live",
             description: "Every incarnation's events, oldest first; `id` orders the feed, so \
-                pass the last id seen as `after` to resume.",
+                pass the last id seen as `after` to resume. With `Accept: text/event-stream` \
+                the answer is a Server-Sent Events stream that stays open: every event after \
+                `Last-Event-ID` (else `after`), then each new one as it commits, each with \
+                `id: <event id>`, `event: <kind>` and the event as JSON `data`; no event is \
+                ever skipped."
+                .into(),
             auth: true,
             parameters: vec![
                 org_param(),
                 slug_param(),
-                query_param("after", "Only events after this id", json!({
-                    "type": "integer", "minimum": 0, "default": 0
-                })),
-                query_param("limit", "Most events returned", json!({
-                    "type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PAGE, "default": 100
-                })),
+                query_param(
+                    "after",
+                    "Only events after this id",
+                    json!({
+                        "type": "integer", "minimum": 0, "default": 0
+                    }),
+                ),
+                json!({
+                    "name": "Last-Event-ID", "in": "header", "required": false,
+                    "description": "With a live stream: resume after this event id (sent by \
+                        a reconnecting EventSource); takes precedence over `after`",
+                    "schema": { "type": "integer", "minimum": 0 },
+                }),
+                query_param(
+                    "limit",
+                    "Most events returned (a JSON page only)",
+                    json!({
+                        "type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PAGE, "default": 100
+                    }),
+                ),
             ],
             request: None,
             responses: vec![
-                (200, json!({
-                    "description": "Events, oldest first",
-                    "content": { "application/json": { "schema": {
-                        "type": "array", "items": schema_ref("Event")
-                    } } },
-                })),
+                (
+                    200,
+                    json!({
+                        "description": "Events, oldest first",
+                        "content": {
+                            "application/json": { "schema": {
+                                "type": "array", "items": schema_ref("Event")
+                            } },
+                            "text/event-stream": { "schema": {
+                                "type": "string",
+                                "description": "SSE; each `data` is one Event as JSON",
+                            } },
+                        },
+                    }),
+                ),
                 (400, problem_ref("Validation")),
                 (404, problem_ref("NotFound")),
             ],
         },
+        lifecycle(
+            LifecycleAction::Retry,
+            "/api/v1/organizations/{org_id}/tenants/{slug}/retry",
+        ),
+        lifecycle(
+            LifecycleAction::Decommission,
+            "/api/v1/organizations/{org_id}/tenants/{slug}/decommission",
+        ),
+        lifecycle(
+            LifecycleAction::Suspend,
+            "/api/v1/organizations/{org_id}/tenants/{slug}/suspend",
+        ),
+        lifecycle(
+            LifecycleAction::Resume,
+            "/api/v1/organizations/{org_id}/tenants/{slug}/resume",
+        ),
         Operation {
             method: "POST",
             path: "/api/v1/tokens",
@@ -235,7 +308,8 @@ fn operations() -> Vec<Operation> {
             tag: "tokens",
             summary: "Issue an API token for the caller",
             description: "The token is in this answer once and never again: only its \
-                SHA-256 is kept. Without `expires_in_days` it works until revoked.",
+                SHA-256 is kept. Without `expires_in_days` it works until revoked."
+                .into(),
             auth: true,
             parameters: vec![],
             request: Some(schema_ref("CreateTokenRequest")),
@@ -252,7 +326,8 @@ fn operations() -> Vec<Operation> {
             id: "tokens_list",
             tag: "tokens",
             summary: "List the caller's tokens",
-            description: "Live, expired and revoked tokens, oldest first; never a token's value.",
+            description: "Live, expired and revoked tokens, oldest first; never a token's value."
+                .into(),
             auth: true,
             parameters: vec![],
             request: None,
@@ -266,7 +341,8 @@ fn operations() -> Vec<Operation> {
             summary: "Revoke a token",
             description: "The caller may revoke its own tokens, a platform operator any \
                 token; another principal's token is not found. Revoking a revoked token \
-                answers the same. A revoked token is refused with 401 from then on.",
+                answers the same. A revoked token is refused with 401 from then on."
+                .into(),
             auth: true,
             parameters: vec![json!({
                 "name": "id", "in": "path", "required": true,
@@ -285,7 +361,8 @@ fn operations() -> Vec<Operation> {
             tag: "meta",
             summary: "The validation rule of a tenant request",
             description: "Pattern, lengths, plans and the host name template, for forms that \
-                must check exactly what the API checks. No token needed.",
+                must check exactly what the API checks. No token needed."
+                .into(),
             auth: false,
             parameters: vec![],
             request: None,
@@ -297,14 +374,17 @@ fn operations() -> Vec<Operation> {
             id: "openapi_json",
             tag: "meta",
             summary: "This document",
-            description: "No token needed.",
+            description: "No token needed.".into(),
             auth: false,
             parameters: vec![],
             request: None,
-            responses: vec![(200, json!({
-                "description": "The OpenAPI 3.1 document",
-                "content": { "application/json": { "schema": { "type": "object" } } },
-            }))],
+            responses: vec![(
+                200,
+                json!({
+                    "description": "The OpenAPI 3.1 document",
+                    "content": { "application/json": { "schema": { "type": "object" } } },
+                }),
+            )],
         },
         Operation {
             method: "GET",
@@ -312,7 +392,7 @@ fn operations() -> Vec<Operation> {
             id: "health_live",
             tag: "meta",
             summary: "Liveness",
-            description: "200 while the process serves requests. No token needed.",
+            description: "200 while the process serves requests. No token needed.".into(),
             auth: false,
             parameters: vec![],
             request: None,
@@ -325,19 +405,66 @@ fn operations() -> Vec<Operation> {
             tag: "meta",
             summary: "Readiness",
             description: "200 when PostgreSQL and Temporal both answer; 503 naming the failed \
-                checks otherwise. No token needed.",
+                checks otherwise. No token needed."
+                .into(),
             auth: false,
             parameters: vec![],
             request: None,
             responses: vec![
                 (200, json_response("Ready", "Readiness")),
-                (503, json!({
-                    "description": "A dependency does not answer",
-                    "content": { PROBLEM_JSON: { "schema": schema_ref("Readiness") } },
-                })),
+                (
+                    503,
+                    json!({
+                        "description": "A dependency does not answer",
+                        "content": { PROBLEM_JSON: { "schema": schema_ref("Readiness") } },
+                    }),
+                ),
             ],
         },
     ]
+}
+
+/// `POST …/tenants/{slug}/<action>`: one lifecycle action, sent to the tenant's workflow.
+fn lifecycle(action: LifecycleAction, path: &'static str) -> Operation {
+    let (id, summary) = match action {
+        LifecycleAction::Retry => ("tenants_retry", "Provision a failed tenant again"),
+        LifecycleAction::Decommission => (
+            "tenants_decommission",
+            "Release everything the tenant holds and free its slot",
+        ),
+        LifecycleAction::Suspend => ("tenants_suspend", "Stop serving the tenant"),
+        LifecycleAction::Resume => ("tenants_resume", "Serve a suspended tenant again"),
+    };
+    let from: Vec<&str> = action.allowed_from().iter().map(|s| s.as_str()).collect();
+    Operation {
+        method: "POST",
+        path,
+        id,
+        tag: "tenants",
+        summary,
+        description: format!(
+            "Owner, admin or operator. Sent to the tenant's workflow as an update, acting as \
+             the caller; the answer says whether the workflow accepted it, and the audit feed \
+             shows its progress to the next stable state. Accepted from: {}. 409 from any \
+             other state (the detail says why), while another action is in progress, or for a \
+             decommissioned tenant. 503 when the workflow does not answer in time: check the \
+             tenant before repeating. No request body.",
+            from.join(", ")
+        ),
+        auth: true,
+        parameters: vec![org_param(), slug_param()],
+        request: None,
+        responses: vec![
+            (
+                202,
+                json_response("The workflow accepted the action", "ActionAnswer"),
+            ),
+            (403, problem_ref("Forbidden")),
+            (404, problem_ref("NotFound")),
+            (409, problem_ref("Conflict")),
+            (503, problem_ref("Unavailable")),
+        ],
+    }
 }
 
 /// Adds the `Location` header to a response object.
@@ -359,9 +486,17 @@ impl WithLocation for Value {
 
 fn states() -> Vec<&'static str> {
     use TenantState::*;
-    [Provisioning, Active, Suspended, Compensating, Failed, Decommissioning, Decommissioned]
-        .map(TenantState::as_str)
-        .to_vec()
+    [
+        Provisioning,
+        Active,
+        Suspended,
+        Compensating,
+        Failed,
+        Decommissioning,
+        Decommissioned,
+    ]
+    .map(TenantState::as_str)
+    .to_vec()
 }
 
 /// A slug, organisation slug or tenant name: the one pattern and a length limit.
@@ -417,7 +552,10 @@ fn idempotency_key_param() -> Value {
 }
 
 fn query_param(name: &str, description: &str, schema: Value) -> Value {
-    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+    json!({
+        "name": name, "in": "query", "required": false,
+        "description": description, "schema": schema,
+    })
 }
 
 fn schema_ref(name: &str) -> Value {
@@ -437,7 +575,10 @@ fn problem_ref(name: &str) -> Value {
 
 /// A problem response whose `type` is `<base><slug>`.
 fn problem_response(description: &str, slugs: &[&str]) -> Value {
-    let types: Vec<String> = slugs.iter().map(|s| format!("{PROBLEM_TYPE_BASE}{s}")).collect();
+    let types: Vec<String> = slugs
+        .iter()
+        .map(|s| format!("{PROBLEM_TYPE_BASE}{s}"))
+        .collect();
     json!({
         "description": description,
         "content": { PROBLEM_JSON: { "schema": {
@@ -457,7 +598,8 @@ fn components() -> Value {
             "bearer": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "An API token (`tp_…`) from `tenants bootstrap` or `POST /api/v1/tokens`",
+                "description":
+                    "An API token (`tp_…`) from `tenants bootstrap` or `POST /api/v1/tokens`",
             }
         },
         "responses": {
@@ -483,15 +625,17 @@ fn components() -> Value {
             ),
             "Conflict": problem_response(
                 "The tenant's slot (key or host name label) is held by another request, the \
-                 organisation reached its plan's tenant quota, or a request with the same \
-                 Idempotency-Key is still being handled",
+                 organisation reached its plan's tenant quota, a lifecycle action is not \
+                 possible in the tenant's state, or a request with the same Idempotency-Key \
+                 is still being handled",
                 &["conflict", "quota-exceeded", "idempotency-key-in-use"],
             ),
             "IdempotencyKeyReused": problem_response(
                 "The Idempotency-Key was sent with a different request in the last 24 hours",
                 &["idempotency-key-reused"],
             ),
-            "PayloadTooLarge": problem_response("The request body is too large", &["payload-too-large"]),
+            "PayloadTooLarge":
+                problem_response("The request body is too large", &["payload-too-large"]),
             "UnsupportedMediaType": problem_response(
                 "The body is not sent as application/json",
                 &["unsupported-media-type"],
@@ -522,9 +666,15 @@ fn components() -> Value {
                 "type": "object",
                 "required": ["field", "code", "message"],
                 "properties": {
-                    "field": { "type": "string", "description": "The body field (or `org`, `body`, a query parameter, `Idempotency-Key`)" },
+                    "field": {
+                        "type": "string",
+                        "description": "The body field, or `org`, `body`, a query parameter, \
+                            `Idempotency-Key`",
+                    },
                     "code": { "type": "string", "description": "Stable and machine-readable" },
-                    "message": { "type": "string", "description": "What is wrong and how to fix it" },
+                    "message": {
+                        "type": "string", "description": "What is wrong and how to fix it",
+                    },
                 },
             },
             "CreateTenantRequest": {
@@ -539,7 +689,10 @@ fn components() -> Value {
                         "examples": ["growth"],
                     },
                     "first_admin_email": email_schema(),
-                    "name": described(slug_schema(MAX_NAME_LEN), "The tenant's name; defaults to the slug"),
+                    "name": described(
+                        slug_schema(MAX_NAME_LEN),
+                        "The tenant's name; defaults to the slug",
+                    ),
                 },
             },
             "TenantResource": {
@@ -550,7 +703,9 @@ fn components() -> Value {
                     "created_at", "updated_at", "links",
                 ],
                 "properties": {
-                    "id": { "type": "string", "format": "uuid", "description": "UUIDv5 of (org, slug)" },
+                    "id": {
+                        "type": "string", "format": "uuid", "description": "UUIDv5 of (org, slug)",
+                    },
                     "org": slug_schema(MAX_SLUG_LEN),
                     "slug": slug_schema(MAX_SLUG_LEN),
                     "name": slug_schema(MAX_NAME_LEN),
@@ -629,13 +784,36 @@ fn components() -> Value {
                     "at": timestamp,
                 },
             },
+            "ActionAnswer": {
+                "type": "object",
+                "required": ["action", "accepted", "answer", "tenant"],
+                "properties": {
+                    "action": {
+                        "type": "string",
+                        "enum": [
+                            LifecycleAction::Retry.as_str(),
+                            LifecycleAction::Decommission.as_str(),
+                            LifecycleAction::Suspend.as_str(),
+                            LifecycleAction::Resume.as_str(),
+                        ],
+                    },
+                    "accepted": { "const": true },
+                    "answer": { "type": "string", "description": "The workflow's own answer" },
+                    "tenant": schema_ref("TenantResource"),
+                },
+            },
             "CreateTokenRequest": {
                 "type": "object",
                 "additionalProperties": false,
                 "required": ["name"],
                 "properties": {
-                    "name": { "type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME_LEN, "examples": ["ci-deploy"] },
-                    "expires_in_days": { "type": "integer", "minimum": 1, "maximum": MAX_EXPIRES_IN_DAYS },
+                    "name": {
+                        "type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME_LEN,
+                        "examples": ["ci-deploy"],
+                    },
+                    "expires_in_days": {
+                        "type": "integer", "minimum": 1, "maximum": MAX_EXPIRES_IN_DAYS,
+                    },
                 },
             },
             "TokenCreated": {
@@ -644,7 +822,9 @@ fn components() -> Value {
                 "properties": {
                     "id": { "type": "string", "format": "uuid" },
                     "name": { "type": "string" },
-                    "token": { "type": "string", "description": "Shown this once; starts with tp_" },
+                    "token": {
+                        "type": "string", "description": "Shown this once; starts with tp_",
+                    },
                     "expires_at": nullable_timestamp,
                 },
             },
@@ -726,7 +906,9 @@ fn rules_schema() -> Value {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["name", "display_name", "max_tenants_per_org", "db_connection_limit"],
+                    "required": [
+                        "name", "display_name", "max_tenants_per_org", "db_connection_limit",
+                    ],
                     "properties": {
                         "name": { "type": "string" },
                         "display_name": { "type": "string" },
@@ -758,7 +940,10 @@ mod tests {
         let doc = document("tenants.localhost");
         let mut seen = std::collections::HashSet::new();
         for (method, path) in routes() {
-            assert!(seen.insert((method, path)), "{method} {path} documented twice");
+            assert!(
+                seen.insert((method, path)),
+                "{method} {path} documented twice"
+            );
             let op = &doc["paths"][path][method.to_ascii_lowercase()];
             assert!(op.is_object(), "{method} {path}");
         }
@@ -767,7 +952,10 @@ mod tests {
         assert!(!refs.is_empty());
         for reference in refs {
             let pointer = reference.trim_start_matches('#');
-            assert!(doc.pointer(pointer).is_some(), "{reference} does not resolve");
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "{reference} does not resolve"
+            );
         }
     }
 

@@ -157,7 +157,8 @@ mod tests {
     #[test]
     fn the_longest_slug_and_org_fit_one_label() {
         let rules = rules("tenants.localhost", Vec::new());
-        let longest = rules.fields.slug.max_length.unwrap() + 1 + rules.fields.org.max_length.unwrap();
+        let longest =
+            rules.fields.slug.max_length.unwrap() + 1 + rules.fields.org.max_length.unwrap();
         assert!(longest <= rules.host.max_label_length);
         assert_eq!(rules.fields.name.pattern.as_deref(), Some(NAME_PATTERN));
     }

@@ -237,11 +237,11 @@ pub async fn tenants_create(
 ) -> Result<Response, ApiError> {
     authorize(&state, &caller, &org_id, Access::Manage).await?;
     // A repeated Idempotency-Key is answered from its record and acts no further.
-    let recording =
-        match super::idempotency::replay_or_record(&state, &caller, idempotency_key, &body).await? {
-            super::idempotency::Begin::Answered(answer) => return Ok(answer),
-            super::idempotency::Begin::Proceed(recording) => recording,
-        };
+    let begun = super::idempotency::replay_or_record(&state, &caller, idempotency_key, &body);
+    let recording = match begun.await? {
+        super::idempotency::Begin::Answered(answer) => return Ok(answer),
+        super::idempotency::Begin::Proceed(recording) => recording,
+    };
 
     let body: CreateTenantBody = body.parse()?;
     tracing::Span::current().record("slug", body.slug.as_str());

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tenant_domain::FieldError;
 use tenant_store::access::{AccessError, TokenInfo};
 use uuid::Uuid;
 
@@ -99,7 +100,7 @@ pub async fn tokens_create(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let body: CreateTokenBody = body.parse()?;
-    let name = check_body(&body)?;
+    let name = check_token_request(&body).map_err(ApiError::invalid_fields)?;
 
     let issued = state
         .store()
@@ -126,12 +127,17 @@ pub async fn tokens_create(
     Ok(response)
 }
 
-/// Refuses a bad name or lifetime field by field; the trimmed name.
-fn check_body(body: &CreateTokenBody) -> Result<String, ApiError> {
+/// Refuses a bad name or lifetime field by field; the trimmed name. The CLI applies the
+/// same check before it sends.
+pub fn check_token_request(body: &CreateTokenBody) -> Result<String, Vec<FieldError>> {
     let mut errors = Vec::new();
     let name = body.name.trim();
     if name.is_empty() {
-        errors.push(field_error("name", "required", "name is required, e.g. ci-deploy"));
+        errors.push(field_error(
+            "name",
+            "required",
+            "name is required, e.g. ci-deploy",
+        ));
     } else if name.chars().count() > MAX_TOKEN_NAME_LEN {
         errors.push(field_error(
             "name",
@@ -151,18 +157,21 @@ fn check_body(body: &CreateTokenBody) -> Result<String, ApiError> {
         errors.push(field_error(
             "expires_in_days",
             "out_of_range",
-            format!("expires_in_days must be from 1 to {MAX_EXPIRES_IN_DAYS}; omit it for a token that works until revoked"),
+            format!(
+                "expires_in_days must be from 1 to {MAX_EXPIRES_IN_DAYS}; \
+                 omit it for a token that works until revoked"
+            ),
         ));
     }
     if errors.is_empty() {
         Ok(name.to_owned())
     } else {
-        Err(ApiError::invalid_fields(errors))
+        Err(errors)
     }
 }
 
-fn field_error(field: &str, code: &str, message: impl Into<String>) -> tenant_domain::FieldError {
-    tenant_domain::FieldError {
+fn field_error(field: &str, code: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
         field: field.to_owned(),
         code: code.to_owned(),
         message: message.into(),
@@ -189,7 +198,11 @@ pub async fn tokens_list(
 /// `DELETE /api/v1/tokens/{id}`: 200 with the revoked token. Revoking a revoked token
 /// answers the same; a token that is not the caller's (unless the caller is an operator)
 /// is not found.
-#[tracing::instrument(name = "tokens_revoke", skip_all, fields(caller = %caller.name, token_id = %id))]
+#[tracing::instrument(
+    name = "tokens_revoke",
+    skip_all,
+    fields(caller = %caller.name, token_id = %id)
+)]
 pub async fn tokens_revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -210,11 +223,9 @@ mod tests {
     use super::*;
 
     fn refused(body: CreateTokenBody) -> Vec<(String, String)> {
-        match check_body(&body) {
-            Err(ApiError::Validation { errors, .. }) => {
-                errors.into_iter().map(|e| (e.field, e.code)).collect()
-            }
-            other => panic!("not refused: {other:?}"),
+        match check_token_request(&body) {
+            Err(errors) => errors.into_iter().map(|e| (e.field, e.code)).collect(),
+            Ok(name) => panic!("not refused: {name}"),
         }
     }
 
@@ -224,8 +235,11 @@ mod tests {
             name: name.into(),
             expires_in_days: days,
         };
-        assert_eq!(check_body(&body(" ci ", Some(30))).unwrap(), "ci");
-        assert_eq!(refused(body("  ", None)), vec![("name".into(), "required".into())]);
+        assert_eq!(check_token_request(&body(" ci ", Some(30))).unwrap(), "ci");
+        assert_eq!(
+            refused(body("  ", None)),
+            vec![("name".into(), "required".into())]
+        );
         assert_eq!(
             refused(body(&"x".repeat(65), Some(0))),
             vec![
@@ -233,7 +247,10 @@ mod tests {
                 ("expires_in_days".into(), "out_of_range".into())
             ]
         );
-        assert_eq!(refused(body("a\u{7}b", None)), vec![("name".into(), "invalid".into())]);
+        assert_eq!(
+            refused(body("a\u{7}b", None)),
+            vec![("name".into(), "invalid".into())]
+        );
     }
 
     #[test]
@@ -260,7 +277,10 @@ mod tests {
         };
         let state = |i| TokenView::from_info(i, now).state;
         assert_eq!(state(info(None, None)), "active");
-        assert_eq!(state(info(Some(now - chrono::Duration::seconds(1)), None)), "expired");
+        assert_eq!(
+            state(info(Some(now - chrono::Duration::seconds(1)), None)),
+            "expired"
+        );
         assert_eq!(state(info(None, Some(now))), "revoked");
     }
 }

@@ -6,9 +6,13 @@ use percent_encoding::utf8_percent_encode;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
+use tenant_domain::LifecycleAction;
+
 use crate::api::Problem;
+use crate::api::events::EVENT_STREAM;
 use crate::api::tenants::{
-    CreateTenantBody, EventView, PATH_SEGMENT, TenantDetail, TenantPage, TenantResource,
+    ActionAnswer, CreateTenantBody, EventView, PATH_SEGMENT, TenantDetail, TenantPage,
+    TenantResource,
 };
 
 /// Why a call to the API did not give the expected answer.
@@ -44,9 +48,15 @@ impl ClientError {
 /// A client of one API, acting with one token.
 pub struct ApiClient {
     http: reqwest::Client,
+    /// For live feeds: no overall deadline, only one between reads (keep-alives arrive
+    /// every 15 s, so a longer silence means the connection is gone).
+    streaming: reqwest::Client,
     base: String,
     token: String,
 }
+
+/// Longest silence tolerated on a live feed before it counts as broken.
+const STREAM_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl ApiClient {
     pub fn new(base: &str, token: String) -> Result<Self, ClientError> {
@@ -61,7 +71,18 @@ impl ApiClient {
             .user_agent(concat!("tenants-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClientError::Config(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Self { http, base, token })
+        let streaming = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(STREAM_READ_TIMEOUT)
+            .user_agent(concat!("tenants-cli/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            streaming,
+            base,
+            token,
+        })
     }
 
     fn tenants_url(&self, org: &str) -> String {
@@ -138,6 +159,81 @@ impl ApiClient {
         decode(status, &raw)
     }
 
+    /// The id of the newest event in the tenant's feed (0 when it is empty).
+    pub async fn last_event_id(&self, org: &str, slug: &str) -> Result<i64, ClientError> {
+        const PAGE: u32 = 1000;
+        let mut last = 0;
+        loop {
+            let page = self.events(org, slug, last, PAGE).await?;
+            if let Some(event) = page.last() {
+                last = event.id;
+            }
+            if page.len() < PAGE as usize {
+                return Ok(last);
+            }
+        }
+    }
+
+    /// `POST .../tenants/{slug}/{action}`: the workflow's answer when it accepted the action.
+    pub async fn lifecycle(
+        &self,
+        org: &str,
+        slug: &str,
+        action: LifecycleAction,
+    ) -> Result<(serde_json::Value, ActionAnswer), ClientError> {
+        let url = format!("{}/{}", self.tenant_url(org, slug), action.as_str());
+        let (status, raw) = self.send(&url, self.http.post(&url)).await?;
+        let answer = decode(status, &raw)?;
+        Ok((raw, answer))
+    }
+
+    /// Opens the tenant's live audit feed (Server-Sent Events) after event `after`.
+    pub async fn event_stream(
+        &self,
+        org: &str,
+        slug: &str,
+        after: i64,
+    ) -> Result<EventStream, ClientError> {
+        let url = format!("{}/events", self.tenant_url(org, slug));
+        let transport = |source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        };
+        let response = self
+            .streaming
+            .get(&url)
+            .query(&[("after", after.to_string())])
+            .header(reqwest::header::ACCEPT, EVENT_STREAM)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if !status.is_success() || !content_type.starts_with(EVENT_STREAM) {
+            let text = response.text().await.map_err(transport)?;
+            return Err(
+                match serde_json::from_str::<Problem>(&text).ok().filter(|_| !status.is_success()) {
+                    Some(problem) => ClientError::Problem(problem),
+                    None => ClientError::Unexpected {
+                        status,
+                        body: shorten(&text),
+                    },
+                },
+            );
+        }
+        Ok(EventStream {
+            url,
+            response,
+            buffer: Vec::new(),
+        })
+    }
+
     async fn send(
         &self,
         url: &str,
@@ -191,5 +287,95 @@ fn shorten(text: &str) -> String {
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_owned(),
+    }
+}
+
+/// A live audit feed being read: Server-Sent Events, one [`EventView`] each.
+pub struct EventStream {
+    url: String,
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event, waiting for it to happen; `Ok(None)` when the server ended the feed.
+    /// Keep-alive comments are skipped.
+    pub async fn next(&mut self) -> Result<Option<EventView>, ClientError> {
+        loop {
+            while let Some(block) = take_block(&mut self.buffer) {
+                if let Some(event) = parse_block(&block, &self.url)? {
+                    return Ok(Some(event));
+                }
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => {
+                    // SSE allows CR LF line ends; the JSON payloads never hold a raw CR.
+                    self.buffer.extend(bytes.iter().filter(|b| **b != b'\r'));
+                }
+                Ok(None) => return Ok(None),
+                Err(source) => {
+                    return Err(ClientError::Transport {
+                        url: self.url.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Removes and returns the first complete event block (up to a blank line), if any.
+fn take_block(buffer: &mut Vec<u8>) -> Option<String> {
+    let end = buffer.windows(2).position(|w| w == b"\n\n")?;
+    let block: Vec<u8> = buffer.drain(..end + 2).collect();
+    Some(String::from_utf8_lossy(&block[..end]).into_owned())
+}
+
+/// Reads one event block: its `data` lines, joined, are the event's JSON. A block without
+/// data (a keep-alive comment, a `retry:` hint) gives `None`.
+fn parse_block(block: &str, url: &str) -> Result<Option<EventView>, ClientError> {
+    let mut data: Vec<&str> = Vec::new();
+    for line in block.lines() {
+        if let Some(value) = line.strip_prefix("data:") {
+            data.push(value.strip_prefix(' ').unwrap_or(value));
+        }
+    }
+    if data.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(&data.join("\n"))
+        .map(Some)
+        .map_err(|e| ClientError::Unexpected {
+            status: StatusCode::OK,
+            body: format!("an event from {url} this CLI cannot read ({e})"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_blocks_are_split_at_blank_lines() {
+        let mut buffer = b": keep-alive\n\nid: 7\nevent: phase_started\ndata: {\"a\":1}\n\nid: 8".to_vec();
+        assert_eq!(take_block(&mut buffer).as_deref(), Some(": keep-alive"));
+        assert_eq!(
+            take_block(&mut buffer).as_deref(),
+            Some("id: 7\nevent: phase_started\ndata: {\"a\":1}")
+        );
+        assert_eq!(take_block(&mut buffer), None);
+        assert_eq!(buffer, b"id: 8");
+    }
+
+    #[test]
+    fn blocks_without_data_are_skipped() {
+        assert!(parse_block(": keep-alive", "u").unwrap().is_none());
+        let event = r#"{"id":7,"incarnation":1,"run_id":"r","kind":"phase_started","phase":"deploy","attempt":1,"state":"provisioning","actor":"saga","message":"m","detail":null,"at":"2026-01-01T00:00:00Z"}"#;
+        let parsed = parse_block(&format!("id: 7\nevent: phase_started\ndata: {event}"), "u")
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.id, 7);
+        assert_eq!(parsed.phase.as_deref(), Some("deploy"));
+        assert!(parse_block("data: {", "u").is_err());
     }
 }

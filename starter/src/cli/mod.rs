@@ -9,12 +9,16 @@
 mod bootstrap;
 mod client;
 mod create;
+mod follow;
+mod lifecycle;
 mod output;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use tenant_domain::LifecycleAction;
 
 pub use client::{ApiClient, ClientError};
 pub use output::event_line;
@@ -25,7 +29,7 @@ pub enum Outcome {
     Success,
     /// The request was refused, the tenant failed, or something broke.
     Failure,
-    /// `create` stopped waiting; the saga carries on.
+    /// `create` or an action stopped waiting; the saga carries on.
     TimedOut,
 }
 
@@ -46,7 +50,8 @@ impl From<Outcome> for ExitCode {
     about = "Provision and inspect tenants through the Tenant Provisioner API",
     long_about = "Provision and inspect tenants through the Tenant Provisioner API.\n\n\
         Start with `tenants bootstrap` to create an organisation and its owner's token, then \
-        `tenants create` to provision a tenant and follow its saga until it is active.\n\n\
+        `tenants create` to provision a tenant and follow its saga until it is active. \
+        `retry`, `decommission`, `suspend` and `resume` act on a tenant the same way.\n\n\
         The API token comes from --token, else TP_TOKEN, else ~/.config/tenant-provisioner/token."
 )]
 pub struct Cli {
@@ -104,7 +109,31 @@ enum Command {
     /// List the tenants of an organisation
     List(ListArgs),
     /// Print a tenant's audit feed, every incarnation, oldest first
+    ///
+    /// With --follow, keep printing events live as they happen, until interrupted.
     Events(EventsArgs),
+    /// Provision a failed tenant again, then follow it until it is active or failed
+    ///
+    /// Phases that already completed are skipped; nothing is allocated twice. Also re-drives
+    /// a tenant whose workflow was terminated. Exit status: 0 active, 1 refused or failed,
+    /// 2 timed out.
+    Retry(ActionArgs),
+    /// Release everything a tenant holds and free its slot; follow it until decommissioned
+    ///
+    /// Allowed while provisioning, active, suspended or failed. The audit history stays
+    /// readable, and the slug may be requested again afterwards. Exit status: 0
+    /// decommissioned, 1 refused, 2 timed out.
+    Decommission(ActionArgs),
+    /// Stop an active tenant's public traffic and sign-in; follow it until suspended
+    ///
+    /// Exit status: 0 suspended, 1 refused, 2 timed out.
+    Suspend(ActionArgs),
+    /// Serve a suspended tenant again; follow it until active
+    ///
+    /// Exit status: 0 active, 1 refused, 2 timed out.
+    Resume(ActionArgs),
+    /// Issue, list and revoke your own API tokens
+    Tokens(tokens::TokensArgs),
 }
 
 #[derive(Args)]
@@ -177,6 +206,24 @@ struct TenantArgs {
 }
 
 #[derive(Args)]
+struct ActionArgs {
+    /// Organisation slug
+    #[arg(long)]
+    org: String,
+
+    /// Tenant slug
+    slug: String,
+
+    /// Return as soon as the workflow accepted the action
+    #[arg(long)]
+    no_wait: bool,
+
+    /// Seconds to wait for the action's stable state
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    timeout: u64,
+}
+
+#[derive(Args)]
 struct ListArgs {
     /// Organisation slug
     #[arg(long)]
@@ -200,6 +247,11 @@ struct EventsArgs {
     /// Only events after this event id
     #[arg(long, default_value_t = 0)]
     after: i64,
+
+    /// Keep printing new events as they happen (stop with ctrl-c); with -o json, one JSON
+    /// object per line
+    #[arg(long, short)]
+    follow: bool,
 }
 
 /// Parses the command line and runs the command.
@@ -229,19 +281,38 @@ async fn run(cli: Cli) -> Outcome {
             return Outcome::Failure;
         }
     };
+    if let Command::Tokens(args) = cli.command {
+        return tokens::tokens(&cli.api_url, token, args, format).await;
+    }
     let client = match ApiClient::new(&cli.api_url, token) {
         Ok(client) => client,
         Err(err) => return report(err),
     };
     let result = match cli.command {
         Command::Bootstrap(_) => unreachable!("handled above"),
+        Command::Tokens(_) => unreachable!("handled above"),
         Command::Create(args) => return create::create(&client, args, format).await,
         Command::Get(args) => output::get(&client, &args.org, &args.slug, format).await,
         Command::List(args) => {
             output::list(&client, &args.org, args.state.as_deref(), format).await
         }
+        Command::Events(args) if args.follow => {
+            output::follow_events(&client, &args.org, &args.slug, args.after, format).await
+        }
         Command::Events(args) => {
             output::events(&client, &args.org, &args.slug, args.after, format).await
+        }
+        Command::Retry(args) => {
+            return lifecycle::run(&client, LifecycleAction::Retry, args, format).await;
+        }
+        Command::Decommission(args) => {
+            return lifecycle::run(&client, LifecycleAction::Decommission, args, format).await;
+        }
+        Command::Suspend(args) => {
+            return lifecycle::run(&client, LifecycleAction::Suspend, args, format).await;
+        }
+        Command::Resume(args) => {
+            return lifecycle::run(&client, LifecycleAction::Resume, args, format).await;
         }
     };
     match result {

@@ -189,17 +189,77 @@ pub(super) async fn events(
         OutputFormat::Json => print_json(&serde_json::to_value(&all).unwrap_or_default()),
         OutputFormat::Table => {
             for event in &all {
-                println!(
-                    "{:>6}  {}  #{}  {}",
-                    event.id,
-                    event.at.format("%Y-%m-%d %H:%M:%S"),
-                    event.incarnation,
-                    event_line(event)
-                );
+                print_event(event, format);
             }
         }
     }
     Ok(())
+}
+
+/// `tenants events --follow`: the feed after `after`, then every new event as it happens,
+/// until interrupted. A broken live feed is reopened from the last event printed, so
+/// nothing is printed twice or skipped.
+pub(super) async fn follow_events(
+    client: &ApiClient,
+    org: &str,
+    slug: &str,
+    mut after: i64,
+    format: OutputFormat,
+) -> Result<(), ClientError> {
+    let mut failures = 0u32;
+    loop {
+        let mut stream = match client.event_stream(org, slug, after).await {
+            Ok(stream) => stream,
+            // Refusals (no such tenant, no access) will not go away by waiting.
+            Err(err) if !err.is_transient() => return Err(err),
+            Err(err) => {
+                reconnect_pause(&mut failures, &err.to_string()).await;
+                continue;
+            }
+        };
+        loop {
+            match stream.next().await {
+                Ok(Some(event)) => {
+                    failures = 0;
+                    after = event.id;
+                    print_event(&event, format);
+                }
+                Ok(None) => {
+                    reconnect_pause(&mut failures, "the server ended the live feed").await;
+                    break;
+                }
+                Err(err) => {
+                    reconnect_pause(&mut failures, &err.to_string()).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Waits before reopening a live feed, longer after each failure in a row; says why once.
+async fn reconnect_pause(failures: &mut u32, why: &str) {
+    if *failures == 0 {
+        eprintln!("… {why}; reconnecting");
+    }
+    *failures += 1;
+    let seconds = 1u64 << (*failures - 1).min(4);
+    tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+}
+
+fn print_event(event: &EventView, format: OutputFormat) {
+    match format {
+        OutputFormat::Json => {
+            println!("{}", serde_json::to_string(event).unwrap_or_default());
+        }
+        OutputFormat::Table => println!(
+            "{:>6}  {}  #{}  {}",
+            event.id,
+            event.at.format("%Y-%m-%d %H:%M:%S"),
+            event.incarnation,
+            event_line(event)
+        ),
+    }
 }
 
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {

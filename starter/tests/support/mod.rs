@@ -1,165 +1,80 @@
-//! Shared harness of the starter's integration tests: a throwaway database per test, a
-//! fake workflow engine standing in for Temporal, and the API served on a free port.
+//! Shared harness of the starter's integration tests: every test gets its own real servers
+//! on loopback from the workspace harness (`tenant_tests::Stack` without the app: a Temporal
+//! dev server, Caddy, maildev and a fresh control-plane database), and serves the API router
+//! in-process on the stack's API port, with a `Saga` connected to that Temporal. Nothing
+//! stands in for Temporal: a test that needs it down stops the real server.
+//!
+//! Tests that need the saga to make progress start the real worker binary
+//! ([`spawn_app_with_worker`]); it must be built first (`cargo build --workspace --bins`).
+//! Such tests use the stack's own organisation slug, because tenant databases are named
+//! after the tenant id and live on the PostgreSQL server every test shares.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use anyhow::Context;
-use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::{Connection, PgConnection};
-use tenant_domain::{TenantSpec, TenantState, TenantStatus};
 use tenant_starter::api::{self, ApiConfig, AppState};
-use tenant_starter::engine::WorkflowEngine;
+use tenant_starter::saga::Saga;
 use tenant_store::Store;
 use tenant_store::access::Role;
-use uuid::Uuid;
-
-pub fn admin_url() -> String {
-    std::env::var("TP_TEST_ADMIN_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A database that exists for one test and is dropped when the test ends, even on panic.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> anyhow::Result<Self> {
-        let admin = admin_url();
-        let name = format!("tp_api_{}", Uuid::new_v4().simple());
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .context("connecting as the test superuser")?;
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut conn)
-            .await?;
-        conn.close().await?;
-        let base = admin
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .context("admin URL has no database")?;
-        Ok(Self {
-            url: format!("{base}/{name}"),
-            name,
-        })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop may run inside the test's runtime, so the cleanup gets a runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut conn = PgConnection::connect(&admin_url()).await.ok()?;
-                sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
-            })
-        });
-        let _ = cleanup.join();
-    }
-}
-
-/// A stand-in for Temporal: fails the first `fail_starts` starts, then hands out run ids.
-#[derive(Default)]
-pub struct FakeEngine {
-    pub fail_starts: AtomicU32,
-    pub unhealthy: bool,
-    pub started: Mutex<Vec<TenantSpec>>,
-}
-
-impl FakeEngine {
-    pub fn failing(times: u32) -> Self {
-        Self {
-            fail_starts: AtomicU32::new(times),
-            ..Default::default()
-        }
-    }
-
-    pub fn starts(&self) -> Vec<TenantSpec> {
-        self.started.lock().unwrap().clone()
-    }
-}
-
-impl WorkflowEngine for FakeEngine {
-    fn start<'a>(&'a self, spec: &'a TenantSpec) -> BoxFuture<'a, anyhow::Result<String>> {
-        Box::pin(async move {
-            let failed = self
-                .fail_starts
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            if failed.is_ok() {
-                anyhow::bail!("connection refused (fake)");
-            }
-            self.started.lock().unwrap().push(spec.clone());
-            Ok(format!(
-                "run-{}-{}",
-                spec.names.tenant_id.simple(),
-                spec.incarnation
-            ))
-        })
-    }
-
-    fn status<'a>(
-        &'a self,
-        _workflow_id: &'a str,
-    ) -> BoxFuture<'a, anyhow::Result<Option<TenantStatus>>> {
-        Box::pin(async move {
-            let started = self.started.lock().unwrap().last().cloned();
-            Ok(started.map(|spec| TenantStatus {
-                tenant_id: spec.names.tenant_id,
-                org: spec.request.org.clone(),
-                slug: spec.request.slug.clone(),
-                host: spec.names.host.clone(),
-                incarnation: spec.incarnation,
-                state: TenantState::Provisioning,
-                phase: None,
-                next_stable_state: TenantState::Active,
-                resources: Vec::new(),
-                last_error: None,
-                emails: Vec::new(),
-            }))
-        })
-    }
-
-    fn healthy(&self) -> BoxFuture<'_, bool> {
-        Box::pin(async move { !self.unhealthy })
-    }
-}
+use tenant_tests::{Stack, StackOptions};
 
 pub struct TestApp {
     pub base: String,
     pub store: Store,
+    pub state: AppState,
     pub http: reqwest::Client,
-    // Last, so the database is dropped after everything that uses it.
-    pub db: TestDb,
+    /// Last, so the servers stop after everything that uses them.
+    pub stack: Stack,
 }
 
-pub async fn spawn_app(engine: Option<Arc<dyn WorkflowEngine>>) -> TestApp {
-    let db = TestDb::create().await.expect("creating the test database");
-    let store = Store::connect(&db.url, 5)
+/// The API on real servers, without a worker: workflows start but do not run.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(ApiConfig::default(), false).await
+}
+
+/// The API on real servers with the worker running: sagas run to their end.
+pub async fn spawn_app_with_worker() -> TestApp {
+    spawn_app_with(ApiConfig::default(), true).await
+}
+
+/// `config`'s public port is replaced with the stack's.
+pub async fn spawn_app_with(mut config: ApiConfig, worker: bool) -> TestApp {
+    let stack = Stack::start_with(StackOptions {
+        app: false,
+        ..Default::default()
+    })
+    .await
+    .expect("starting Temporal, Caddy, maildev and the database");
+    if worker {
+        stack.start_worker().await.expect("starting the worker");
+    }
+    let store = Store::connect(&stack.database_url, 5)
         .await
         .expect("connecting and migrating");
-    let state = AppState::with_engine(store.clone(), engine, ApiConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api::router(state)).await });
+    let saga = Saga::connect(&stack.temporal_address, "default")
+        .await
+        .expect("connecting to Temporal");
+    config.domain = stack.domain.clone();
+    config.public_https_port = stack.ports.public_https;
+    let state = AppState::new(store.clone(), saga, config);
+    // The stack's API port: the worker's settings point there (console URL in the emails).
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", stack.ports.api))
+        .await
+        .expect("binding the stack's API port");
+    let router = api::router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
     TestApp {
-        base,
+        base: stack.api_url.clone(),
         store,
-        http: reqwest::Client::new(),
-        db,
+        state,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        stack,
     }
 }
 
@@ -207,6 +122,15 @@ impl TestApp {
         .await
     }
 
+    pub async fn post(&self, path: &str, token: &str) -> Answer {
+        self.answer(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(self.store.pool())
@@ -238,5 +162,103 @@ impl TestApp {
     pub async fn operator(&self, name: &str) -> String {
         let (_, token) = self.store.bootstrap_operator(name).await.unwrap();
         token.expose().to_owned()
+    }
+
+    /// Temporal's description of a workflow (`temporal workflow describe -o json`).
+    pub async fn describe_workflow(&self, workflow_id: &str) -> anyhow::Result<Value> {
+        let out = self
+            .stack
+            .temporal_cli(&["workflow", "describe", "--workflow-id", workflow_id, "-o", "json"])
+            .await?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// How many tenant workflows Temporal has, open or closed.
+    pub async fn workflow_count(&self) -> anyhow::Result<u64> {
+        let out = self
+            .stack
+            .temporal_cli(&["workflow", "count", "--query", "WorkflowType = 'ProvisionTenant'"])
+            .await?;
+        out.split_whitespace()
+            .filter_map(|word| word.parse::<u64>().ok())
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no count in {out:?}"))
+    }
+}
+
+/// One Server-Sent Events frame as sent on the wire.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: Option<String>,
+    /// Comment lines (keep-alives), without the leading colon.
+    pub comments: Vec<String>,
+}
+
+impl Frame {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.data.as_deref().unwrap_or("null")).unwrap()
+    }
+}
+
+/// A raw reader of an event stream response, frame by frame.
+pub struct SseReader {
+    pub response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next frame, within `timeout`; `None` when the stream ended.
+    pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<Option<Frame>> {
+        tokio::time::timeout(timeout, self.next_frame())
+            .await
+            .map_err(|_| anyhow::anyhow!("no event within {timeout:?}"))?
+    }
+
+    /// The next frame that carries data, skipping keep-alives.
+    pub async fn next_event(&mut self, timeout: Duration) -> anyhow::Result<Frame> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await? {
+                Some(frame) if frame.data.is_some() => return Ok(frame),
+                Some(_) => continue,
+                None => anyhow::bail!("the stream ended"),
+            }
+        }
+    }
+
+    async fn next_frame(&mut self) -> anyhow::Result<Option<Frame>> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let bytes: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let block = String::from_utf8(bytes)?;
+                let mut frame = Frame::default();
+                for line in block.lines() {
+                    let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                    let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+                    match field {
+                        "" => frame.comments.push(value),
+                        "id" => frame.id = Some(value),
+                        "event" => frame.event = Some(value),
+                        "data" => frame.data = Some(value),
+                        _ => {}
+                    }
+                }
+                return Ok(Some(frame));
+            }
+            match self.response.chunk().await? {
+                Some(bytes) => self.buffer.extend(bytes.iter().filter(|b| **b != b'\r')),
+                None => return Ok(None),
+            }
+        }
     }
 }
