@@ -179,7 +179,14 @@ impl Edge {
             "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
             "body": "tenant {http.request.host} is not serving traffic (not active or suspended)\n",
         });
-        let proxy = json!({"handler": "reverse_proxy", "upstreams": [{"dial": dial}]});
+        // Upstream connections are not kept alive: each request dials the upstream symlink
+        // afresh, so a changed or removed route takes effect at once (a pooled connection
+        // would keep reaching the old workload), and a unix socket connection costs little.
+        let proxy = json!({
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": dial}],
+            "transport": {"protocol": "http", "keep_alive": {"enabled": false}},
+        });
         let served_by = json!({
             "handler": "headers",
             "response": {"set": {SERVED_BY_HEADER: [SERVED_BY_VALUE]}},
@@ -631,6 +638,10 @@ mod tests {
         let inner = &gates[0]["handle"][0]["routes"][0];
         assert_eq!(inner["match"][0]["file"]["root"], "/tmp/tp/routes");
         assert_eq!(inner["handle"][1]["handler"], "reverse_proxy");
+        assert_eq!(
+            inner["handle"][1]["transport"]["keep_alive"]["enabled"],
+            false
+        );
         assert_eq!(gates[1]["handle"][0]["status_code"], 503);
         assert_eq!(gates[2]["handle"][0]["status_code"], 404);
     }

@@ -278,14 +278,20 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
         stderr.contains(&format!("✓ request accepted: {org}/prod")),
         "{stderr}"
     );
-    assert!(stderr.contains("… validate started (attempt 1)"), "{stderr}");
+    assert!(
+        stderr.contains("… validate started (attempt 1)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("✓ allocate_storage completed"), "{stderr}");
     assert!(stderr.contains("✓ mark_active completed"), "{stderr}");
     assert!(
         stderr.contains(&format!("tenant {org}/prod is active")),
         "{stderr}"
     );
-    assert!(!stderr.contains("polling"), "the live feed was used: {stderr}");
+    assert!(
+        !stderr.contains("polling"),
+        "the live feed was used: {stderr}"
+    );
 
     // Reads: a table, JSON, the list and the feed.
     let got = run(vec!["get", "--org", &org, "prod"], token.clone()).await;
@@ -294,7 +300,11 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
         "{}",
         text(&got.stdout)
     );
-    let json = run(vec!["get", "--org", &org, "prod", "-o", "json"], token.clone()).await;
+    let json = run(
+        vec!["get", "--org", &org, "prod", "-o", "json"],
+        token.clone(),
+    )
+    .await;
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json output");
     assert_eq!(value["state"], "active");
     let listed = run(
@@ -333,17 +343,27 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
     let suspended = run(vec!["suspend", "--org", &org, "prod"], token.clone()).await;
     let stderr = text(&suspended.stderr);
     assert!(suspended.status.success(), "{stderr}");
-    assert!(stderr.contains("✓ suspend accepted from state active"), "{stderr}");
+    assert!(
+        stderr.contains("✓ suspend accepted from state active"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!("✓ tenant {org}/prod is suspended")),
         "{stderr}"
     );
-    assert_eq!(text(&suspended.stdout).trim(), format!("{org}/prod suspended"));
+    assert_eq!(
+        text(&suspended.stdout).trim(),
+        format!("{org}/prod suspended")
+    );
 
     // `events --follow` prints the resume as it happens.
     let last = app
         .store
-        .events(app.store.tenant(&org, "prod").await.unwrap().unwrap().id, 0, 1000)
+        .events(
+            app.store.tenant(&org, "prod").await.unwrap().unwrap().id,
+            0,
+            1000,
+        )
         .await
         .unwrap()
         .last()
@@ -399,7 +419,15 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
 
     // decommission without waiting, then with nothing left to act on.
     let accepted = run(
-        vec!["decommission", "--org", &org, "prod", "--no-wait", "-o", "json"],
+        vec![
+            "decommission",
+            "--org",
+            &org,
+            "prod",
+            "--no-wait",
+            "-o",
+            "json",
+        ],
         token.clone(),
     )
     .await;
@@ -422,7 +450,8 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_and_timeouts_are_reported() {
     let app = spawn_app_with(Default::default(), false).await;
-    app.stack.set_worker_env("TP_FAIL_PHASE", "allocate_storage");
+    app.stack
+        .set_worker_env("TP_FAIL_PHASE", "allocate_storage");
     app.stack.start_worker().await.unwrap();
     let config = ConfigDir::new();
     let org = app.stack.org.clone();
@@ -454,7 +483,9 @@ async fn failures_and_timeouts_are_reported() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("✗ tenant {org}/doomed is failed: injected failure")),
+        stderr.contains(&format!(
+            "✗ tenant {org}/doomed is failed: injected failure"
+        )),
         "{stderr}"
     );
     assert!(failed.stdout.is_empty());
@@ -469,10 +500,15 @@ async fn failures_and_timeouts_are_reported() {
     .await;
     let stderr = text(&retried.stderr);
     assert_eq!(retried.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("✓ retry accepted from state failed"), "{stderr}");
+    assert!(
+        stderr.contains("✓ retry accepted from state failed"),
+        "{stderr}"
+    );
     assert!(stderr.contains("provisioning round 2 started"), "{stderr}");
     assert!(
-        stderr.contains(&format!("✗ tenant {org}/doomed is failed: injected failure")),
+        stderr.contains(&format!(
+            "✗ tenant {org}/doomed is failed: injected failure"
+        )),
         "{stderr}"
     );
 

@@ -261,7 +261,10 @@ async fn a_stream_is_released_when_its_client_goes_away() {
     }
     // The JSON feed is unaffected.
     let page = app
-        .get("/api/v1/organizations/acme/tenants/prod/events?limit=1", &owner)
+        .get(
+            "/api/v1/organizations/acme/tenants/prod/events?limit=1",
+            &owner,
+        )
         .await;
     assert_eq!(page.body.as_array().map(Vec::len), Some(1), "{}", page.body);
 }

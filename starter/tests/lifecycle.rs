@@ -30,7 +30,12 @@ fn assert_problem(answer: &Answer, status: StatusCode, kind: &str) {
         "{}",
         answer.body
     );
-    assert_eq!(answer.body["type"], format!("{PROBLEM}{kind}"), "{}", answer.body);
+    assert_eq!(
+        answer.body["type"],
+        format!("{PROBLEM}{kind}"),
+        "{}",
+        answer.body
+    );
 }
 
 fn detail(answer: &Answer) -> &str {
@@ -60,10 +65,16 @@ async fn lifecycle_actions_are_refused_to_those_who_may_not_act() {
         assert_eq!(detail(&hidden), "organisation acme not found");
 
         let unknown = app
-            .post(&format!("/api/v1/organizations/acme/tenants/nope/{action}"), &owner)
+            .post(
+                &format!("/api/v1/organizations/acme/tenants/nope/{action}"),
+                &owner,
+            )
             .await;
         assert_problem(&unknown, StatusCode::NOT_FOUND, "not-found");
-        assert_eq!(detail(&unknown), "tenant nope not found in organisation acme");
+        assert_eq!(
+            detail(&unknown),
+            "tenant nope not found in organisation acme"
+        );
 
         let get = app.get(&path, &owner).await;
         assert_problem(&get, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
@@ -112,7 +123,10 @@ async fn lifecycle_actions_are_refused_to_those_who_may_not_act() {
         .unwrap();
     for action in ACTIONS {
         let answer = app
-            .post(&format!("/api/v1/organizations/acme/tenants/gone/{action}"), &owner)
+            .post(
+                &format!("/api/v1/organizations/acme/tenants/gone/{action}"),
+                &owner,
+            )
             .await;
         assert_problem(&answer, StatusCode::CONFLICT, "conflict");
         assert!(
@@ -164,7 +178,12 @@ async fn a_tenant_whose_workflow_no_longer_runs_is_re_driven_by_retry() {
         let text = detail(&refused);
         assert!(text.contains("no longer running"), "{text}");
         assert!(text.contains("was terminated"), "{text}");
-        assert!(text.contains(&format!("retry the tenant to start a new run of its saga, then {action} it")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "retry the tenant to start a new run of its saga, then {action} it"
+            )),
+            "{text}"
+        );
     }
 
     let retried = app.post(&path("retry"), &operator).await;
@@ -179,14 +198,21 @@ async fn a_tenant_whose_workflow_no_longer_runs_is_re_driven_by_retry() {
         "{}",
         retried.body
     );
-    let new_run = retried.body["tenant"]["run_id"].as_str().unwrap().to_owned();
+    let new_run = retried.body["tenant"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new_run, first_run);
     assert_eq!(retried.body["tenant"]["slug"], "prod");
     let workflow = app.describe_workflow("tenant/acme/prod").await.unwrap();
     let info = &workflow["workflowExecutionInfo"];
     assert_eq!(info["execution"]["runId"], new_run.as_str(), "{workflow}");
     assert!(
-        info["status"].as_str().unwrap_or_default().to_uppercase().contains("RUNNING"),
+        info["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_uppercase()
+            .contains("RUNNING"),
         "{workflow}"
     );
 

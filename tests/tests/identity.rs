@@ -73,10 +73,9 @@ fn links(text: &str) -> Vec<String> {
 /// The raw message maildev received, and its header block with lower-cased names.
 async fn raw_headers(stack: &Stack, mail: &Value) -> anyhow::Result<Vec<(String, String)>> {
     let id = mail["id"].as_str().context("maildev id")?;
-    let source = reqwest::get(format!("{}/email/{id}/source", stack.maildev_web_url))
-        .await?
-        .text()
-        .await?;
+    let maildev = reqwest::Client::builder().no_proxy().build()?;
+    let url = format!("{}/api/email/{id}/source", stack.maildev_web_url);
+    let source = maildev.get(url).send().await?.error_for_status()?.text().await?;
     let head = source
         .split("\r\n\r\n")
         .next()

@@ -16,8 +16,8 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -76,7 +76,9 @@ pub async fn tenants_events(
             .store()
             .events(row.id, after, i64::from(limit))
             .await?;
-        return Ok(Json(events.into_iter().map(EventView::from).collect::<Vec<_>>()).into_response());
+        return Ok(
+            Json(events.into_iter().map(EventView::from).collect::<Vec<_>>()).into_response(),
+        );
     }
 
     // A reconnecting EventSource repeats the original URL (with its `after`) and adds the
@@ -87,7 +89,13 @@ pub async fn tenants_events(
             .to_str()
             .ok()
             .map(str::trim)
-            .and_then(|v| if v.is_empty() { Some(after) } else { parse_event_id(v) })
+            .and_then(|v| {
+                if v.is_empty() {
+                    Some(after)
+                } else {
+                    parse_event_id(v)
+                }
+            })
             .ok_or_else(|| {
                 ApiError::field(
                     "Last-Event-ID",
@@ -97,10 +105,14 @@ pub async fn tenants_events(
             })?,
     };
     // Subscribe before reading the backlog, so an event committed in between still wakes us.
-    let wakes = state.events().subscribe().await.map_err(|err| ApiError::Unavailable {
-        detail: "the live feed is unavailable; read the feed as JSON, or retry".into(),
-        cause: format!("listening for audit events: {err}"),
-    })?;
+    let wakes = state
+        .events()
+        .subscribe()
+        .await
+        .map_err(|err| ApiError::Unavailable {
+            detail: "the live feed is unavailable; read the feed as JSON, or retry".into(),
+            cause: format!("listening for audit events: {err}"),
+        })?;
     tracing::debug!(tenant = %row.id, after, "live feed opened");
     let feed = LiveFeed {
         store: state.store().clone(),

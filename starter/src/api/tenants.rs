@@ -402,7 +402,14 @@ pub async fn tenants_decommission(
     Caller(caller): Caller,
     ApiPath((org_id, slug)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Decommission).await
+    tenants_action(
+        &state,
+        &caller,
+        &org_id,
+        &slug,
+        LifecycleAction::Decommission,
+    )
+    .await
 }
 
 /// `POST …/tenants/{slug}/suspend`: refuse public traffic and sign-in. See [`tenants_action`].
@@ -679,7 +686,11 @@ pub async fn tenants_list(
     Ok(Json(TenantPage { items, next_after }))
 }
 
-pub(super) async fn find_tenant(state: &AppState, org: &str, slug: &str) -> Result<TenantRow, ApiError> {
+pub(super) async fn find_tenant(
+    state: &AppState,
+    org: &str,
+    slug: &str,
+) -> Result<TenantRow, ApiError> {
     state
         .store()
         .tenant(org, slug)

@@ -218,7 +218,10 @@ impl ApiClient {
         if !status.is_success() || !content_type.starts_with(EVENT_STREAM) {
             let text = response.text().await.map_err(transport)?;
             return Err(
-                match serde_json::from_str::<Problem>(&text).ok().filter(|_| !status.is_success()) {
+                match serde_json::from_str::<Problem>(&text)
+                    .ok()
+                    .filter(|_| !status.is_success())
+                {
                     Some(problem) => ClientError::Problem(problem),
                     None => ClientError::Unexpected {
                         status,
@@ -357,7 +360,8 @@ mod tests {
 
     #[test]
     fn event_blocks_are_split_at_blank_lines() {
-        let mut buffer = b": keep-alive\n\nid: 7\nevent: phase_started\ndata: {\"a\":1}\n\nid: 8".to_vec();
+        let mut buffer =
+            b": keep-alive\n\nid: 7\nevent: phase_started\ndata: {\"a\":1}\n\nid: 8".to_vec();
         assert_eq!(take_block(&mut buffer).as_deref(), Some(": keep-alive"));
         assert_eq!(
             take_block(&mut buffer).as_deref(),

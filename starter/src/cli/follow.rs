@@ -27,10 +27,7 @@ pub(super) enum Goal {
     /// An action accepted while the tenant was `from`: until an event after it shows
     /// `target`, or shows `failed` (or `decommissioned`, when that is not the target) after
     /// the tenant moved away from `from`.
-    Action {
-        from: String,
-        target: &'static str,
-    },
+    Action { from: String, target: &'static str },
 }
 
 /// How a follow ended.

@@ -76,10 +76,7 @@ pub(super) async fn run(
             if reached {
                 eprintln!("✓ tenant {org}/{slug} is {state}");
             } else {
-                eprintln!(
-                    "✗ tenant {org}/{slug} is {state}{}",
-                    failure_reason(tenant)
-                );
+                eprintln!("✗ tenant {org}/{slug} is {state}{}", failure_reason(tenant));
             }
             match format {
                 OutputFormat::Json => print_json(&raw),

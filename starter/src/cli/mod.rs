@@ -114,9 +114,9 @@ enum Command {
     Events(EventsArgs),
     /// Provision a failed tenant again, then follow it until it is active or failed
     ///
-    /// Phases that already completed are skipped; nothing is allocated twice. Also re-drives
-    /// a tenant whose workflow was terminated. Exit status: 0 active, 1 refused or failed,
-    /// 2 timed out.
+    /// Every phase runs again and adopts what already exists, so nothing is allocated twice.
+    /// Also re-drives a tenant whose workflow was terminated. Exit status: 0 active, 1 refused
+    /// or failed, 2 timed out.
     Retry(ActionArgs),
     /// Release everything a tenant holds and free its slot; follow it until decommissioned
     ///

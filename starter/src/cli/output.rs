@@ -38,13 +38,16 @@ pub fn event_line(event: &EventView) -> String {
             Some(attempt) => format!("{symbol} {phase} started (attempt {attempt})"),
             None => format!("{symbol} {phase} started"),
         },
-        (true, Some(phase), Some("failed")) => match event.attempt {
-            Some(attempt) => format!(
-                "{symbol} {phase} attempt {attempt} failed: {}",
-                event.message
-            ),
-            None => format!("{symbol} {phase} failed: {}", event.message),
-        },
+        // The saga's own failure messages name the phase; only bare reasons get a prefix.
+        (true, Some(phase), Some("failed")) if !event.message.starts_with(phase) => {
+            match event.attempt {
+                Some(attempt) => format!(
+                    "{symbol} {phase} attempt {attempt} failed: {}",
+                    event.message
+                ),
+                None => format!("{symbol} {phase} failed: {}", event.message),
+            }
+        }
         _ if event.message.is_empty() => format!("{symbol} {kind}"),
         _ => format!("{symbol} {}", event.message),
     }
@@ -327,6 +330,15 @@ mod tests {
                 "socket not ready"
             )),
             "✗ deploy attempt 2 failed: socket not ready"
+        );
+        assert_eq!(
+            event_line(&event(
+                "phase_failed",
+                Some("deploy"),
+                Some(2),
+                "deploy attempt 2 failed: socket not ready; retrying"
+            )),
+            "✗ deploy attempt 2 failed: socket not ready; retrying"
         );
         assert_eq!(
             event_line(&event("request_accepted", None, None, "request accepted")),

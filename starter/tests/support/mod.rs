@@ -168,7 +168,14 @@ impl TestApp {
     pub async fn describe_workflow(&self, workflow_id: &str) -> anyhow::Result<Value> {
         let out = self
             .stack
-            .temporal_cli(&["workflow", "describe", "--workflow-id", workflow_id, "-o", "json"])
+            .temporal_cli(&[
+                "workflow",
+                "describe",
+                "--workflow-id",
+                workflow_id,
+                "-o",
+                "json",
+            ])
             .await?;
         Ok(serde_json::from_str(&out)?)
     }
@@ -177,7 +184,12 @@ impl TestApp {
     pub async fn workflow_count(&self) -> anyhow::Result<u64> {
         let out = self
             .stack
-            .temporal_cli(&["workflow", "count", "--query", "WorkflowType = 'ProvisionTenant'"])
+            .temporal_cli(&[
+                "workflow",
+                "count",
+                "--query",
+                "WorkflowType = 'ProvisionTenant'",
+            ])
             .await?;
         out.split_whitespace()
             .filter_map(|word| word.parse::<u64>().ok())
