@@ -404,6 +404,23 @@ impl TenantActivities {
         }
     }
 
+    /// A new invitation for the first admin (the old code stops working), sent by email.
+    #[activity(name = "reissue_invitation")]
+    pub async fn reissue_invitation(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<EmailOutcome, ActivityError> {
+        let spec = &input.tenant;
+        let database_url = self.storage.connection_url(spec);
+        let code = self.identity.reissue_invitation(spec, &database_url).await.map_err(to_activity_error)?;
+        self.mailer.resend(spec, tenant_domain::EmailKind::Welcome, &code).await.map_err(to_activity_error)
+    }
+
+    /// Sends one welcome email again, with the current invitation.
+    #[activity(name = "resend_email")]
+    pub async fn resend_email(self: Arc<Self>, _ctx: ActivityContext, input: EmailInput) -> Result<EmailOutcome, ActivityError> {
+        let spec = &input.tenant;
+        let code = self.identity.current_invitation_code(spec).await.map_err(to_activity_error)?;
+        self.mailer.resend(spec, input.kind, &code).await.map_err(to_activity_error)
+    }
+
     #[activity(name = "release_resource")]
     pub async fn release_resource(self: Arc<Self>, ctx: ActivityContext, input: ReleaseInput) -> Result<(), ActivityError> {
         self.release(&ctx, &input).await

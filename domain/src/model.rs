@@ -293,6 +293,10 @@ pub enum LifecycleAction {
     Decommission,
     Suspend,
     Resume,
+    /// A new invitation for the first admin (the old code stops working), sent by email.
+    ReissueInvitation,
+    /// Sends one welcome email again; the request names which (`email`).
+    ResendEmail,
 }
 
 impl LifecycleAction {
@@ -302,7 +306,14 @@ impl LifecycleAction {
             Self::Decommission => "decommission",
             Self::Suspend => "suspend",
             Self::Resume => "resume",
+            Self::ReissueInvitation => "reissue_invitation",
+            Self::ResendEmail => "resend_email",
         }
+    }
+
+    /// True for actions that change the tenant's state (the others only act on it).
+    pub fn changes_state(self) -> bool {
+        !matches!(self, Self::ReissueInvitation | Self::ResendEmail)
     }
 
     /// The states the action is accepted in.
@@ -313,6 +324,8 @@ impl LifecycleAction {
             Self::Decommission => &[Provisioning, Active, Suspended, Failed],
             Self::Suspend => &[Active],
             Self::Resume => &[Suspended],
+            Self::ReissueInvitation => &[Active, Suspended],
+            Self::ResendEmail => &[Active],
         }
     }
 
@@ -337,6 +350,26 @@ pub struct LifecycleRequest {
     /// Who asked (principal name, or `temporal-ui` for a bare signal).
     #[serde(default = "unknown_actor")]
     pub actor: String,
+    /// For `resend_email`: which email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailKind>,
+}
+
+impl LifecycleRequest {
+    pub fn new(action: LifecycleAction, actor: impl Into<String>) -> Self {
+        Self { action, actor: actor.into(), email: None }
+    }
+
+    /// Why the request is malformed, independent of the tenant's state.
+    pub fn shape_error(&self) -> Option<String> {
+        match (self.action, self.email) {
+            (LifecycleAction::ResendEmail, None) => {
+                Some("resend_email needs `email`: welcome, console_url or onboarding".into())
+            }
+            (LifecycleAction::ResendEmail, Some(_)) | (_, None) => None,
+            (action, Some(_)) => Some(format!("{} takes no `email`", action.as_str())),
+        }
+    }
 }
 
 fn unknown_actor() -> String {

@@ -144,6 +144,9 @@ impl ProvisionTenant {
                         Self::decommission(ctx, &spec, round, &request.actor).await;
                         return Ok(ctx.state(Self::snapshot));
                     }
+                    LifecycleAction::ReissueInvitation | LifecycleAction::ResendEmail => {
+                        Self::email_action(ctx, &spec, round, &request).await;
+                    }
                     LifecycleAction::Retry => {
                         Self::record_event(ctx, &spec, "retry_requested", format!("retry requested by {}", request.actor), &request.actor).await;
                         break;
@@ -224,6 +227,9 @@ impl ProvisionTenant {
 
     /// Why `request` cannot run now, if it cannot. Actions queue one at a time.
     fn refusal(&self, request: &LifecycleRequest) -> Option<String> {
+        if let Some(malformed) = request.shape_error() {
+            return Some(malformed);
+        }
         if let Some(busy) = self.pending.front() {
             return Some(format!("another action ({}) is in progress; try again when it completes", busy.action.as_str()));
         }
@@ -359,6 +365,41 @@ impl ProvisionTenant {
         }
         ctx.state_mut(|s| s.phase = None);
         ctx.upsert_search_attributes([PHASE_KEY.value_set(String::new())]);
+    }
+
+    /// Re-issues the invitation or resends an email for an operator. Each attempt of a
+    /// re-issue makes a new code, so it is tried a few times only; the outcome is recorded.
+    async fn email_action(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, request: &LifecycleRequest) {
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_secs(1))
+                    .backoff_coefficient(2.0)
+                    .maximum_attempts(3)
+                    .non_retryable_error_types(PERMANENT_ERROR_TYPES.iter().copied())
+                    .build(),
+            )
+            .summary(format!("{} for {} (asked by {})", request.action.as_str(), spec.names.host, request.actor))
+            .build();
+        let (what, outcome) = match (request.action, request.email) {
+            (LifecycleAction::ResendEmail, Some(kind)) => {
+                let input = EmailInput { tenant: spec.clone(), kind, round };
+                (format!("{} email resent", kind.as_str()), ctx.execute_activity(TenantActivities::resend_email, input, options).await)
+            }
+            _ => {
+                let input = PhaseInput { tenant: spec.clone(), round };
+                ("invitation re-issued and sent".to_owned(), ctx.execute_activity(TenantActivities::reissue_invitation, input, options).await)
+            }
+        };
+        let (kind, message) = match outcome {
+            Ok(outcome) if outcome.delivered => ("operator_email_sent", format!("{what} to the first admin")),
+            Ok(outcome) => ("operator_email_failed", format!("{what}, but not delivered: {}", outcome.error.unwrap_or_default())),
+            Err(err) => {
+                let failure = describe_failure(Phase::WelcomeEmails, &err);
+                ("operator_email_failed", format!("{} failed: {}", request.action.as_str(), failure.message))
+            }
+        };
+        Self::record_event(ctx, spec, kind, message, &request.actor).await;
     }
 
     /// A lifecycle step that must complete: retried until it does.

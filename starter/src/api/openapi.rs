@@ -434,6 +434,10 @@ fn lifecycle(action: LifecycleAction, path: &'static str) -> Operation {
         ),
         LifecycleAction::Suspend => ("tenants_suspend", "Stop serving the tenant"),
         LifecycleAction::Resume => ("tenants_resume", "Serve a suspended tenant again"),
+        LifecycleAction::ReissueInvitation => {
+            ("tenants_reissue_invitation", "Send the first admin a new invitation")
+        }
+        LifecycleAction::ResendEmail => ("tenants_resend_email", "Send one welcome email again"),
     };
     let from: Vec<&str> = action.allowed_from().iter().map(|s| s.as_str()).collect();
     Operation {

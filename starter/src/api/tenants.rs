@@ -467,10 +467,7 @@ pub async fn tenants_action(
         )));
     }
 
-    let request = LifecycleRequest {
-        action,
-        actor: caller.name.clone(),
-    };
+    let request = LifecycleRequest::new(action, caller.name.clone());
     let answer = match engine::lifecycle(state.saga(), &row.workflow_id, request).await {
         Ok(ActionOutcome::Accepted(answer)) => answer,
         Ok(ActionOutcome::Refused(reason)) => {

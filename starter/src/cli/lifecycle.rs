@@ -19,6 +19,8 @@ use super::{ActionArgs, ApiClient, Outcome, OutputFormat, report};
 pub(super) fn target(action: LifecycleAction) -> &'static str {
     match action {
         LifecycleAction::Retry | LifecycleAction::Resume => "active",
+        // These act on the tenant without moving it: it stays active (or suspended).
+        LifecycleAction::ReissueInvitation | LifecycleAction::ResendEmail => "active",
         LifecycleAction::Decommission => "decommissioned",
         LifecycleAction::Suspend => "suspended",
     }
