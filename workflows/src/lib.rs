@@ -117,7 +117,7 @@ impl ProvisionTenant {
 
             // Stable state: wait for lifecycle actions until one asks for a new round.
             loop {
-                let request = tokio_free_wait(ctx).await;
+                let request = next_action(ctx).await;
                 let Some(request) = request else {
                     // Cancelled while stable. Releasing would destroy a live tenant's data on
                     // one click, so the tenant is left as it is; an identical create request
@@ -192,7 +192,7 @@ impl ProvisionTenant {
 }
 
 /// Waits for the next lifecycle action; `None` when the workflow is cancelled.
-async fn tokio_free_wait(ctx: &mut WorkflowContext<ProvisionTenant>) -> Option<LifecycleRequest> {
+async fn next_action(ctx: &mut WorkflowContext<ProvisionTenant>) -> Option<LifecycleRequest> {
     loop {
         if ctx.wait_condition(|s| !s.pending.is_empty() || !s.refused_signals.is_empty()).await.is_err() {
             return None;
