@@ -1,6 +1,7 @@
-//! Lifecycle endpoints (`POST …/tenants/{slug}/{retry|decommission|suspend|resume}`) on
-//! real servers without a worker (see `support`): who may act, unknown and decommissioned
-//! tenants, a workflow that does not answer, and one that no longer runs. Actions carried
+//! Lifecycle endpoints (`POST …/tenants/{slug}/{retry|decommission|suspend|resume}`) and the
+//! email actions (`…/invitation/reissue`, `…/emails/{kind}/resend`) on real servers without
+//! a worker (see `support`): who may act, unknown and decommissioned tenants, bad email
+//! kinds, a workflow that does not answer, and one that no longer runs. Actions carried
 //! out by a running saga are tested with the whole stack in the workspace's
 //! `tests/tests/api_lifecycle.rs` and in `cli.rs`.
 
@@ -16,7 +17,16 @@ use tenant_store::access::Role;
 
 use support::{Answer, spawn_app};
 
-const ACTIONS: [&str; 4] = ["retry", "decommission", "suspend", "resume"];
+const ACTIONS: [&str; 6] = [
+    "retry",
+    "decommission",
+    "suspend",
+    "resume",
+    "invitation/reissue",
+    "emails/onboarding/resend",
+];
+/// The email actions, as paths below the tenant.
+const EMAIL_ACTIONS: [&str; 2] = ["invitation/reissue", "emails/welcome/resend"];
 const PROBLEM: &str = "https://tenant-provisioner.dev/problems/";
 
 fn request(slug: &str) -> Value {
@@ -83,6 +93,30 @@ async fn lifecycle_actions_are_refused_to_those_who_may_not_act() {
         .post("/api/v1/organizations/acme/tenants/prod/explode", &owner)
         .await;
     assert_problem(&explode, StatusCode::NOT_FOUND, "not-found");
+
+    // An email kind is checked after the caller's access, so it tells outsiders nothing.
+    for kind in ["invoice", "Welcome", "console-url"] {
+        let path = format!("/api/v1/organizations/acme/tenants/prod/emails/{kind}/resend");
+        let bad = app.post(&path, &owner).await;
+        assert_problem(&bad, StatusCode::BAD_REQUEST, "validation");
+        assert_eq!(bad.body["errors"][0]["field"], "kind", "{}", bad.body);
+        assert_eq!(bad.body["errors"][0]["code"], "unknown_email", "{}", bad.body);
+        let message = bad.body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("welcome, console_url, onboarding"),
+            "{message}"
+        );
+        assert_problem(
+            &app.post(&path, &member).await,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+        assert_problem(
+            &app.post(&path, &outsider).await,
+            StatusCode::NOT_FOUND,
+            "not-found",
+        );
+    }
     assert_eq!(
         app.count("audit_events").await,
         events_before,
@@ -138,9 +172,9 @@ async fn lifecycle_actions_are_refused_to_those_who_may_not_act() {
 }
 
 /// A running workflow that no worker serves cannot validate an action: 503 within the
-/// engine's deadline. Once the workflow is terminated, `suspend` and `decommission` are
-/// refused with a hint to retry, and `retry` starts a new run of the saga from the stored
-/// request, recorded in the audit feed with its actor.
+/// engine's deadline. Once the workflow is terminated, `suspend`, `decommission` and the
+/// email actions are refused with a hint to retry (and start no run), and `retry` starts a
+/// new run of the saga from the stored request, recorded in the audit feed with its actor.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_whose_workflow_no_longer_runs_is_re_driven_by_retry() {
     let app = spawn_app().await;
@@ -185,6 +219,20 @@ async fn a_tenant_whose_workflow_no_longer_runs_is_re_driven_by_retry() {
             "{text}"
         );
     }
+    for action in EMAIL_ACTIONS {
+        let refused = app.post(&path(action), &operator).await;
+        assert_problem(&refused, StatusCode::CONFLICT, "conflict");
+        let text = detail(&refused);
+        assert!(text.contains("no longer running"), "{text}");
+        assert!(text.contains("retry the tenant"), "{text}");
+        assert!(text.contains("again"), "{text}");
+    }
+    let workflow = app.describe_workflow("tenant/acme/prod").await.unwrap();
+    assert_eq!(
+        workflow["workflowExecutionInfo"]["execution"]["runId"],
+        first_run.as_str(),
+        "an email action never starts a run: {workflow}"
+    );
 
     let retried = app.post(&path("retry"), &operator).await;
     assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.body);

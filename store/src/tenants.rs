@@ -1,4 +1,5 @@
-//! Tenants, their slots and their state as the API reads it.
+//! Tenants, their slots and their state as the API reads it, with what became of their
+//! welcome emails (the rows themselves are written by the email activity).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -42,6 +43,22 @@ impl TenantRow {
             && self.first_admin_email == request.first_admin_email
             && self.name == request.name
     }
+}
+
+/// What became of one welcome email of one incarnation, as the email activity recorded it.
+/// The recipient is left out: it is the tenant's first admin.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct EmailDeliveryRow {
+    /// `welcome`, `console_url` or `onboarding`.
+    pub kind: String,
+    /// `sent` or `refused`.
+    pub status: String,
+    /// The SMTP server's answer when it refused.
+    pub error: Option<String>,
+    /// Sends so far: 1 for the saga's, +1 per operator resend (or re-issue, for `welcome`).
+    pub attempts: i32,
+    pub message_id: String,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// What accepting a create request did.
@@ -184,6 +201,23 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await
+    }
+
+    /// The recorded welcome emails of one incarnation of a tenant, by kind. An email not
+    /// yet sent has no row.
+    pub async fn email_deliveries(
+        &self,
+        tenant_id: Uuid,
+        incarnation: i32,
+    ) -> sqlx::Result<Vec<EmailDeliveryRow>> {
+        sqlx::query_as(
+            "SELECT kind, status, error, attempts, message_id, updated_at FROM email_deliveries
+             WHERE tenant_id = $1 AND incarnation = $2 ORDER BY kind",
+        )
+        .bind(tenant_id)
+        .bind(incarnation)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// Tenants of an organisation, by slug, optionally in one state; `after` is the last

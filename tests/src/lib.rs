@@ -443,6 +443,8 @@ impl Stack {
                 "RUST_LOG",
                 std::env::var("TP_TEST_LOG").unwrap_or_else(|_| "info".into()),
             ),
+            // Errors returned from main print without a backtrace; panics keep theirs.
+            ("RUST_LIB_BACKTRACE", "0".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -927,16 +929,24 @@ impl Stack {
     /// activation, with the same certificate as the public one.
     pub async fn platform_get(&self, host: &str, path: &str) -> anyhow::Result<reqwest::Response> {
         let pem = self.caddy_root_certificate().await?;
-        let cert = reqwest::Certificate::from_pem(pem.as_bytes()).context("parsing Caddy's root")?;
+        let cert =
+            reqwest::Certificate::from_pem(pem.as_bytes()).context("parsing Caddy's root")?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .add_root_certificate(cert)
-            .resolve(host, SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.platform_http)))
+            .resolve(
+                host,
+                SocketAddr::from((Ipv4Addr::LOCALHOST, self.ports.platform_http)),
+            )
             .timeout(Duration::from_secs(15))
             .build()
             .context("building the platform client")?;
         let url = format!("https://{host}:{}{path}", self.ports.platform_http);
-        client.get(&url).send().await.with_context(|| format!("GET {url}"))
+        client
+            .get(&url)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))
     }
 
     /// Every email maildev holds for `addr`, as maildev's JSON (`subject`, `text`, `html`,
@@ -1042,10 +1052,17 @@ impl Stack {
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
         let path = self.log_path(name);
         let text = fs::read_to_string(&path).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
+        // Backtrace frames would push the message that matters out of the tail.
+        let frame = |l: &&str| {
+            let t = l.trim_start();
+            t.starts_with("at ")
+                || t.split_once(": ")
+                    .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        };
+        let all: Vec<&str> = text.lines().filter(|l| !frame(l)).collect();
         let tail = &all[all.len().saturating_sub(lines)..];
         format!(
-            "----- {} (last {} lines) -----\n{}\n",
+            "----- {} (last {} lines, backtrace frames left out) -----\n{}\n",
             path.display(),
             tail.len(),
             tail.join("\n")
@@ -1221,19 +1238,37 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// A loopback port nobody listens on, never handed out twice by this process.
+///
+/// Drawn below the kernel's ephemeral range (`ip_local_port_range`), not with `bind(0)`:
+/// ports from that range are also what outgoing connections and the servers' own internal
+/// `:0` listeners get, so a port handed out from it can be taken before its server binds
+/// it (seen with Temporal's HTTP port while several stacks started at once).
 fn free_port() -> anyhow::Result<u16> {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     let mut given = lock(&GIVEN);
     let given = given.get_or_insert_with(HashSet::new);
-    for _ in 0..100 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
-        if given.insert(port) {
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| {
+            r.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
+        .unwrap_or(32768);
+    let high = ephemeral_low.saturating_sub(1).max(2048);
+    let low = high.saturating_sub(12_000).max(1025);
+    for _ in 0..500 {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let port = low + u16::from_le_bytes([bytes[0], bytes[1]]) % (high - low);
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            given.insert(port);
             return Ok(port);
         }
     }
-    bail!("no free loopback port found")
+    bail!("no free loopback port found between {low} and {high}")
 }
 
 fn port_accepts(port: u16) -> bool {

@@ -153,7 +153,7 @@ impl Feed {
 /// the JSON feed; then suspend, resume and decommission through the API answer 202 with
 /// the workflow's answer and show up on the same stream with their actor, wrong-state
 /// actions are 409 with the workflow's reason, a member gets 403, and a decommissioned
-/// tenant refuses every action.
+/// tenant refuses every action, email actions included.
 #[tokio::test(flavor = "multi_thread")]
 async fn lifecycle_actions_through_the_api_and_the_live_feed() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
@@ -269,7 +269,14 @@ async fn lifecycle_actions_through_the_api_and_the_live_feed() -> anyhow::Result
     })
     .await?;
     assert_nothing_left(&stack, "shop", &tenant_id).await?;
-    for action in ["retry", "decommission", "suspend", "resume"] {
+    for action in [
+        "retry",
+        "decommission",
+        "suspend",
+        "resume",
+        "invitation/reissue",
+        "emails/welcome/resend",
+    ] {
         let (status, body) = act(&stack, "shop", action, &stack.owner_token).await?;
         assert_eq!(status, StatusCode::CONFLICT, "{action}: {body}");
         assert!(

@@ -3,12 +3,15 @@
 //! Routes (JSON; errors are problem+json, see [`error`]):
 //! - `POST /api/v1/organizations/{org_id}/tenants` — accept a tenant and start its saga
 //! - `GET  /api/v1/organizations/{org_id}/tenants` — list (`state`, `limit`, `after`)
-//! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}` — one tenant, ledger, live status
-//!   (`live=false` skips asking the workflow)
+//! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}` — one tenant, ledger, welcome
+//!   email delivery, live status (`live=false` skips asking the workflow)
 //! - `GET  /api/v1/organizations/{org_id}/tenants/{slug}/events` — the audit feed, as JSON
 //!   or, with `Accept: text/event-stream`, live as Server-Sent Events (see [`events`])
 //! - `POST /api/v1/organizations/{org_id}/tenants/{slug}/{retry|decommission|suspend|resume}`
 //!   — a lifecycle action, answered with whether the tenant's workflow accepted it
+//! - `POST …/tenants/{slug}/invitation/reissue`, `POST …/tenants/{slug}/emails/{kind}/resend`
+//!   — an operator's email action (a new invitation; one welcome email again), answered
+//!   the same way
 //! - `POST /api/v1/tokens`, `GET /api/v1/tokens`, `DELETE /api/v1/tokens/{id}` — the
 //!   caller's own API tokens (see [`tokens`])
 //! - `GET  /api/v1/rules` — the validation rule as data; `GET /api/v1/openapi.json` — the
@@ -184,6 +187,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             &format!("{tenants_path}/{{slug}}/resume"),
             post(tenants::tenants_resume),
+        )
+        .route(
+            &format!("{tenants_path}/{{slug}}/invitation/reissue"),
+            post(tenants::tenants_reissue_invitation),
+        )
+        .route(
+            &format!("{tenants_path}/{{slug}}/emails/{{kind}}/resend"),
+            post(tenants::tenants_resend_email),
         )
         .route(
             "/api/v1/tokens",

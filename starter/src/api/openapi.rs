@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
 use tenant_domain::validation::{MAX_EMAIL_LEN, MAX_NAME_LEN, MAX_SLUG_LEN, NAME_PATTERN};
-use tenant_domain::{LifecycleAction, TenantState};
+use tenant_domain::{EmailKind, LifecycleAction, TenantState};
 
 use super::error::{PROBLEM_JSON, PROBLEM_TYPE_BASE};
 use super::idempotency;
@@ -203,9 +203,11 @@ fn operations() -> Vec<Operation> {
             id: "tenants_show",
             tag: "tenants",
             summary: "Show one tenant",
-            description: "The stored tenant with its resource ledger and, unless `live=false`, \
-                the workflow's own view (state, phase, next stable state, last error, \
-                resources, email delivery)."
+            description: "The stored tenant with its resource ledger, the delivery status of \
+                its three welcome emails (`emails`, from the control plane's records: \
+                `pending` until sent, then `sent` or `refused` with the server's answer and \
+                the number of sends) and, unless `live=false`, the workflow's own view \
+                (state, phase, next stable state, last error, resources)."
                 .into(),
             auth: true,
             parameters: vec![
@@ -300,6 +302,14 @@ fn operations() -> Vec<Operation> {
         lifecycle(
             LifecycleAction::Resume,
             "/api/v1/organizations/{org_id}/tenants/{slug}/resume",
+        ),
+        lifecycle(
+            LifecycleAction::ReissueInvitation,
+            "/api/v1/organizations/{org_id}/tenants/{slug}/invitation/reissue",
+        ),
+        lifecycle(
+            LifecycleAction::ResendEmail,
+            "/api/v1/organizations/{org_id}/tenants/{slug}/emails/{kind}/resend",
         ),
         Operation {
             method: "POST",
@@ -424,7 +434,8 @@ fn operations() -> Vec<Operation> {
     ]
 }
 
-/// `POST …/tenants/{slug}/<action>`: one lifecycle action, sent to the tenant's workflow.
+/// `POST …/tenants/{slug}/<action>`: one lifecycle or email action, sent to the tenant's
+/// workflow.
 fn lifecycle(action: LifecycleAction, path: &'static str) -> Operation {
     let (id, summary) = match action {
         LifecycleAction::Retry => ("tenants_retry", "Provision a failed tenant again"),
@@ -434,12 +445,40 @@ fn lifecycle(action: LifecycleAction, path: &'static str) -> Operation {
         ),
         LifecycleAction::Suspend => ("tenants_suspend", "Stop serving the tenant"),
         LifecycleAction::Resume => ("tenants_resume", "Serve a suspended tenant again"),
-        LifecycleAction::ReissueInvitation => {
-            ("tenants_reissue_invitation", "Send the first admin a new invitation")
-        }
+        LifecycleAction::ReissueInvitation => (
+            "tenants_reissue_invitation",
+            "Send the first admin a new invitation",
+        ),
         LifecycleAction::ResendEmail => ("tenants_resend_email", "Send one welcome email again"),
     };
     let from: Vec<&str> = action.allowed_from().iter().map(|s| s.as_str()).collect();
+    let outcome = if action.changes_state() {
+        "the audit feed shows its progress to the next stable state"
+    } else {
+        "the tenant's state does not change; the audit feed ends the action with \
+         `operator_email_sent` or `operator_email_failed` (with the actor), and the email's \
+         delivery status shows in the tenant's `emails`"
+    };
+    let mut parameters = vec![org_param(), slug_param()];
+    let mut responses = vec![
+        (
+            202,
+            json_response("The workflow accepted the action", "ActionAnswer"),
+        ),
+        (403, problem_ref("Forbidden")),
+        (404, problem_ref("NotFound")),
+        (409, problem_ref("Conflict")),
+        (503, problem_ref("Unavailable")),
+    ];
+    if action == LifecycleAction::ResendEmail {
+        parameters.push(json!({
+            "name": "kind", "in": "path", "required": true,
+            "description": "Which welcome email to send again; another value is refused with \
+                400 (field `kind`)",
+            "schema": { "type": "string", "enum": email_kinds() },
+        }));
+        responses.push((400, problem_ref("Validation")));
+    }
     Operation {
         method: "POST",
         path,
@@ -448,27 +487,22 @@ fn lifecycle(action: LifecycleAction, path: &'static str) -> Operation {
         summary,
         description: format!(
             "Owner, admin or operator. Sent to the tenant's workflow as an update, acting as \
-             the caller; the answer says whether the workflow accepted it, and the audit feed \
-             shows its progress to the next stable state. Accepted from: {}. 409 from any \
-             other state (the detail says why), while another action is in progress, or for a \
-             decommissioned tenant. 503 when the workflow does not answer in time: check the \
-             tenant before repeating. No request body.",
+             the caller; the answer says whether the workflow accepted it, and {outcome}. \
+             Accepted from: {}. 409 from any other state (the detail says why), while another \
+             action is in progress, or for a decommissioned tenant or one whose workflow no \
+             longer runs. 503 when the workflow does not answer in time: check the tenant \
+             before repeating. No request body.",
             from.join(", ")
         ),
         auth: true,
-        parameters: vec![org_param(), slug_param()],
+        parameters,
         request: None,
-        responses: vec![
-            (
-                202,
-                json_response("The workflow accepted the action", "ActionAnswer"),
-            ),
-            (403, problem_ref("Forbidden")),
-            (404, problem_ref("NotFound")),
-            (409, problem_ref("Conflict")),
-            (503, problem_ref("Unavailable")),
-        ],
+        responses,
     }
+}
+
+fn email_kinds() -> Vec<&'static str> {
+    EmailKind::ALL.map(EmailKind::as_str).to_vec()
 }
 
 /// Adds the `Location` header to a response object.
@@ -743,6 +777,12 @@ fn components() -> Value {
                         "type": "object",
                         "properties": {
                             "resources": { "type": "array", "items": schema_ref("Resource") },
+                            "emails": {
+                                "type": "array",
+                                "description": "The three welcome emails of the current \
+                                    incarnation, in sending order",
+                                "items": schema_ref("EmailDelivery"),
+                            },
                             "live": {
                                 "type": "object",
                                 "description": "The workflow's own view; absent when Temporal \
@@ -761,6 +801,34 @@ fn components() -> Value {
                     "incarnation": { "type": "integer" },
                     "allocated_at": timestamp,
                     "released_at": nullable_timestamp,
+                },
+            },
+            "EmailDelivery": {
+                "type": "object",
+                "required": [
+                    "kind", "status", "error", "attempts", "message_id", "updated_at",
+                ],
+                "properties": {
+                    "kind": { "type": "string", "enum": email_kinds() },
+                    "status": {
+                        "type": "string",
+                        "enum": ["pending", "sent", "refused"],
+                        "description": "`pending` until the email is sent",
+                    },
+                    "error": {
+                        "type": ["string", "null"],
+                        "description": "The SMTP server's answer when it refused",
+                    },
+                    "attempts": {
+                        "type": "integer", "minimum": 0,
+                        "description": "Sends so far: 1 by the saga, +1 per resend (and per \
+                            invitation re-issue, for `welcome`)",
+                    },
+                    "message_id": {
+                        "type": ["string", "null"],
+                        "description": "The same for every send of this email",
+                    },
+                    "updated_at": nullable_timestamp,
                 },
             },
             "TenantPage": {
@@ -799,9 +867,16 @@ fn components() -> Value {
                             LifecycleAction::Decommission.as_str(),
                             LifecycleAction::Suspend.as_str(),
                             LifecycleAction::Resume.as_str(),
+                            LifecycleAction::ReissueInvitation.as_str(),
+                            LifecycleAction::ResendEmail.as_str(),
                         ],
                     },
                     "accepted": { "const": true },
+                    "email": {
+                        "type": "string",
+                        "enum": email_kinds(),
+                        "description": "For `resend_email`: which email",
+                    },
                     "answer": { "type": "string", "description": "The workflow's own answer" },
                     "tenant": schema_ref("TenantResource"),
                 },

@@ -1,6 +1,8 @@
-//! The tenant resource: create (accept and start the saga), show, list, and the lifecycle
-//! actions (retry, decommission, suspend, resume) sent to its workflow. The audit feed's
-//! endpoint is in `events`; its JSON shape, [`EventView`], is here with the other resources.
+//! The tenant resource: create (accept and start the saga), show (with the delivery status
+//! of its welcome emails), list, and the actions sent to its workflow: the lifecycle actions
+//! (retry, decommission, suspend, resume) and the operator's email actions (re-issue the
+//! invitation, resend one welcome email). The audit feed's endpoint is in `events`; its JSON
+//! shape, [`EventView`], is here with the other resources.
 //!
 //! Creating follows one order: authenticate, check the caller's role, validate with the
 //! domain's rule, reserve the slot in the store, start the saga. Nothing is written before
@@ -16,10 +18,11 @@ use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 use tenant_domain::{
-    LifecycleAction, LifecycleRequest, TenantKey, TenantRequest, TenantSpec, TenantState,
-    TenantStatus, validate,
+    EmailKind, LifecycleAction, LifecycleRequest, TenantKey, TenantRequest, TenantSpec,
+    TenantState, TenantStatus, validate,
 };
 use tenant_store::access::Principal;
+use tenant_store::tenants::EmailDeliveryRow;
 use tenant_store::{AcceptError, AcceptOutcome, AuditEvent, NewEvent, ResourceRow, TenantRow};
 use uuid::Uuid;
 
@@ -80,13 +83,17 @@ pub struct TenantLinks {
     pub temporal_ui: String,
 }
 
-/// One tenant with its resource ledger and, when Temporal answers, the workflow's view.
+/// One tenant with its resource ledger, its welcome emails and, when Temporal answers, the
+/// workflow's view.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TenantDetail {
     #[serde(flatten)]
     pub tenant: TenantResource,
     #[serde(default)]
     pub resources: Vec<ResourceView>,
+    /// The three welcome emails of the current incarnation, in the order they are sent.
+    #[serde(default)]
+    pub emails: Vec<EmailDeliveryView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<TenantStatus>,
 }
@@ -99,6 +106,64 @@ pub struct ResourceView {
     pub incarnation: i32,
     pub allocated_at: DateTime<Utc>,
     pub released_at: Option<DateTime<Utc>>,
+}
+
+/// What became of one welcome email of the tenant's current incarnation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailDeliveryView {
+    /// `welcome`, `console_url` or `onboarding`.
+    pub kind: String,
+    /// `pending` (not sent yet), `sent` (the SMTP server took it) or `refused`.
+    pub status: String,
+    /// The SMTP server's answer when it refused.
+    pub error: Option<String>,
+    /// How many times it was sent: 1 by the saga, +1 per operator resend (and per re-issue,
+    /// for `welcome`); 0 while pending.
+    pub attempts: i32,
+    /// The same for every send of this email, so mail clients fold duplicates.
+    pub message_id: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// One view per welcome email, in sending order; a kind without a recorded delivery is
+/// `pending`.
+pub fn email_views(rows: Vec<EmailDeliveryRow>) -> Vec<EmailDeliveryView> {
+    EmailKind::ALL
+        .into_iter()
+        .map(|kind| match rows.iter().find(|r| r.kind == kind.as_str()) {
+            Some(row) => EmailDeliveryView {
+                kind: row.kind.clone(),
+                status: row.status.clone(),
+                error: row.error.clone(),
+                attempts: row.attempts,
+                message_id: Some(row.message_id.clone()),
+                updated_at: Some(row.updated_at),
+            },
+            None => EmailDeliveryView {
+                kind: kind.as_str().to_owned(),
+                status: "pending".to_owned(),
+                error: None,
+                attempts: 0,
+                message_id: None,
+                updated_at: None,
+            },
+        })
+        .collect()
+}
+
+/// The email a `{kind}` path segment names.
+pub fn parse_email_kind(raw: &str) -> Result<EmailKind, ApiError> {
+    EmailKind::ALL
+        .into_iter()
+        .find(|kind| kind.as_str() == raw)
+        .ok_or_else(|| {
+            let allowed: Vec<&str> = EmailKind::ALL.iter().map(|k| k.as_str()).collect();
+            ApiError::field(
+                "kind",
+                "unknown_email",
+                format!("kind must be one of {}", allowed.join(", ")),
+            )
+        })
 }
 
 /// A page of tenants; pass `next_after` as `after` to get the next one.
@@ -372,15 +437,18 @@ async fn refusal(state: &AppState, caller: &Principal, refused: AcceptError) -> 
     }
 }
 
-/// What a lifecycle action came to, when the tenant's workflow accepted it.
+/// What a lifecycle or email action came to, when the tenant's workflow accepted it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActionAnswer {
-    /// `retry`, `decommission`, `suspend` or `resume`.
+    /// `retry`, `decommission`, `suspend`, `resume`, `reissue_invitation` or `resend_email`.
     pub action: String,
     /// Always true: a refusal is a 409 problem instead.
     pub accepted: bool,
     /// The workflow's own answer, e.g. `suspend accepted from state active`.
     pub answer: String,
+    /// For `resend_email`: which email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailKind>,
     /// The tenant as stored right after acceptance: the workflow carries the action out
     /// afterwards, so its state changes later (follow the audit feed).
     pub tenant: TenantResource,
@@ -392,7 +460,15 @@ pub async fn tenants_retry(
     Caller(caller): Caller,
     ApiPath((org_id, slug)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Retry).await
+    tenants_action(
+        &state,
+        &caller,
+        &org_id,
+        &slug,
+        LifecycleAction::Retry,
+        None,
+    )
+    .await
 }
 
 /// `POST …/tenants/{slug}/decommission`: release everything and free the slot. See
@@ -408,6 +484,43 @@ pub async fn tenants_decommission(
         &org_id,
         &slug,
         LifecycleAction::Decommission,
+        None,
+    )
+    .await
+}
+
+/// `POST …/tenants/{slug}/invitation/reissue`: a new invitation for the first admin (the old
+/// code stops working), sent in a new welcome email. See [`tenants_action`].
+pub async fn tenants_reissue_invitation(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    tenants_action(
+        &state,
+        &caller,
+        &org_id,
+        &slug,
+        LifecycleAction::ReissueInvitation,
+        None,
+    )
+    .await
+}
+
+/// `POST …/tenants/{slug}/emails/{kind}/resend`: send one welcome email again, with the same
+/// Message-ID and the current invitation. See [`tenants_action`].
+pub async fn tenants_resend_email(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    ApiPath((org_id, slug, kind)): ApiPath<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    tenants_action(
+        &state,
+        &caller,
+        &org_id,
+        &slug,
+        LifecycleAction::ResendEmail,
+        Some(&kind),
     )
     .await
 }
@@ -418,7 +531,15 @@ pub async fn tenants_suspend(
     Caller(caller): Caller,
     ApiPath((org_id, slug)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Suspend).await
+    tenants_action(
+        &state,
+        &caller,
+        &org_id,
+        &slug,
+        LifecycleAction::Suspend,
+        None,
+    )
+    .await
 }
 
 /// `POST …/tenants/{slug}/resume`: serve a suspended tenant again. See [`tenants_action`].
@@ -427,14 +548,26 @@ pub async fn tenants_resume(
     Caller(caller): Caller,
     ApiPath((org_id, slug)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
-    tenants_action(&state, &caller, &org_id, &slug, LifecycleAction::Resume).await
+    tenants_action(
+        &state,
+        &caller,
+        &org_id,
+        &slug,
+        LifecycleAction::Resume,
+        None,
+    )
+    .await
 }
 
-/// Sends a lifecycle action to the tenant's workflow as a Temporal update, acting as the
-/// caller (the actor in the audit feed), and answers with what the workflow said:
+/// Sends a lifecycle or email action to the tenant's workflow as a Temporal update, acting
+/// as the caller (the actor in the audit feed), and answers with what the workflow said.
+/// `email` is the raw `{kind}` segment of a resend; it is checked only after the caller's
+/// access, so an outsider or a member learns nothing from it.
 ///
 /// - 202 [`ActionAnswer`]: accepted; the workflow carries the action out and the audit feed
-///   shows its progress up to the next stable state.
+///   shows its progress up to the next stable state (for an email action, up to its
+///   `operator_email_sent` or `operator_email_failed` event).
+/// - 400 `validation` (field `kind`): a resend naming no welcome email.
 /// - 409 `conflict`: the workflow's validator refused the action in the tenant's current
 ///   state (the detail is its reason), another action is still in progress, or the tenant
 ///   is `decommissioned` (its workflow has ended; request the tenant again instead).
@@ -448,9 +581,10 @@ pub async fn tenants_resume(
 ///   and requester, so every phase adopts what already exists instead of allocating twice),
 ///   whatever state the row was left in, and the retry is recorded with its actor. A tenant
 ///   that was suspended is active again afterwards.
-/// - `decommission`, `suspend` and `resume` are refused with 409 and told to retry first:
-///   a new run holds nothing on its compensation stack until its phases have run again, so
-///   decommissioning through it could claim `decommissioned` while resources remain.
+/// - every other action is refused with 409 and told to retry first: a new run holds
+///   nothing on its compensation stack until its phases have run again, so decommissioning
+///   through it could claim `decommissioned` while resources remain; and the email actions
+///   change no state, so they never start a run.
 #[tracing::instrument(name = "tenants_action", skip_all, fields(org = %org_id, slug = %slug, caller = %caller.name, action = action.as_str()))]
 pub async fn tenants_action(
     state: &AppState,
@@ -458,8 +592,10 @@ pub async fn tenants_action(
     org_id: &str,
     slug: &str,
     action: LifecycleAction,
+    email: Option<&str>,
 ) -> Result<Response, ApiError> {
     authorize(state, caller, org_id, Access::Manage).await?;
+    let email = email.map(parse_email_kind).transpose()?;
     let row = find_tenant(state, org_id, slug).await?;
     if row.state() == TenantState::Decommissioned {
         return Err(ApiError::Conflict(format!(
@@ -467,7 +603,16 @@ pub async fn tenants_action(
         )));
     }
 
-    let request = LifecycleRequest::new(action, caller.name.clone());
+    let request = LifecycleRequest {
+        email,
+        ..LifecycleRequest::new(action, caller.name.clone())
+    };
+    if let Some(malformed) = request.shape_error() {
+        // The routes pair each action with its `email`; a mismatch is a bug here.
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "malformed lifecycle request: {malformed}"
+        )));
+    }
     let answer = match engine::lifecycle(state.saga(), &row.workflow_id, request).await {
         Ok(ActionOutcome::Accepted(answer)) => answer,
         Ok(ActionOutcome::Refused(reason)) => {
@@ -499,6 +644,7 @@ pub async fn tenants_action(
         action: action.as_str().to_owned(),
         accepted: true,
         answer,
+        email,
         tenant: TenantResource::from_row(&row, state.config()),
     };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
@@ -513,12 +659,17 @@ async fn redrive(
     action: LifecycleAction,
     why: &str,
 ) -> Result<String, ApiError> {
+    // Only `retry` may start a run; the email actions change no state and never do.
     if action != LifecycleAction::Retry {
+        let then = if action.changes_state() {
+            format!("then {} it", action.as_str())
+        } else {
+            format!("then ask for {} again", action.as_str())
+        };
         return Err(ApiError::Conflict(format!(
             "tenant {}'s workflow is no longer running (its last run {why}); retry the tenant to \
-             start a new run of its saga, then {} it",
-            row.slug,
-            action.as_str()
+             start a new run of its saga, {then}",
+            row.slug
         )));
     }
     let spec = stored_spec(state, &row)?;
@@ -613,6 +764,12 @@ pub async fn tenants_show(
         .into_iter()
         .map(ResourceView::from)
         .collect();
+    let emails = email_views(
+        state
+            .store()
+            .email_deliveries(row.id, row.incarnation)
+            .await?,
+    );
     let live = if with_live {
         live_status(&state, &row.workflow_id).await
     } else {
@@ -622,6 +779,7 @@ pub async fn tenants_show(
     Ok(Json(TenantDetail {
         tenant: TenantResource::from_row(&row, state.config()),
         resources,
+        emails,
         live,
     }))
 }
@@ -757,6 +915,60 @@ mod tests {
         );
         let json = serde_json::to_value(&resource).unwrap();
         assert!(json["links"]["self"].is_string());
+    }
+
+    #[test]
+    fn every_email_is_shown_and_missing_ones_are_pending() {
+        let now = Utc::now();
+        let sent = EmailDeliveryRow {
+            kind: "onboarding".into(),
+            status: "sent".into(),
+            error: None,
+            attempts: 2,
+            message_id: "<onboarding.1.x@tenants.localhost>".into(),
+            updated_at: now,
+        };
+        let refused = EmailDeliveryRow {
+            kind: "welcome".into(),
+            status: "refused".into(),
+            error: Some("550 no such mailbox".into()),
+            attempts: 1,
+            message_id: "<welcome.1.x@tenants.localhost>".into(),
+            updated_at: now,
+        };
+        let views = email_views(vec![sent, refused]);
+        let kinds: Vec<&str> = views.iter().map(|v| v.kind.as_str()).collect();
+        assert_eq!(kinds, ["welcome", "console_url", "onboarding"]);
+        assert_eq!(views[0].status, "refused");
+        assert_eq!(views[0].error.as_deref(), Some("550 no such mailbox"));
+        assert_eq!(views[1].status, "pending");
+        assert_eq!(
+            (views[1].attempts, views[1].message_id.as_deref()),
+            (0, None)
+        );
+        assert_eq!((views[2].status.as_str(), views[2].attempts), ("sent", 2));
+        assert_eq!(views[2].updated_at, Some(now));
+    }
+
+    #[test]
+    fn email_kinds_are_parsed_strictly() {
+        assert_eq!(
+            parse_email_kind("console_url").unwrap(),
+            EmailKind::ConsoleUrl
+        );
+        for bad in ["", "Welcome", "console-url", "invoice"] {
+            let Err(ApiError::Validation { errors, .. }) = parse_email_kind(bad) else {
+                panic!("{bad:?} accepted")
+            };
+            assert_eq!(errors[0].field, "kind");
+            assert!(
+                errors[0]
+                    .message
+                    .contains("welcome, console_url, onboarding"),
+                "{}",
+                errors[0].message
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use percent_encoding::utf8_percent_encode;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use tenant_domain::LifecycleAction;
+use tenant_domain::{EmailKind, LifecycleAction};
 
 use crate::api::Problem;
 use crate::api::events::EVENT_STREAM;
@@ -174,14 +174,20 @@ impl ApiClient {
         }
     }
 
-    /// `POST .../tenants/{slug}/{action}`: the workflow's answer when it accepted the action.
+    /// `POST .../tenants/{slug}/<action>`: the workflow's answer when it accepted the action.
+    /// `email` names the email of a `resend_email`.
     pub async fn lifecycle(
         &self,
         org: &str,
         slug: &str,
         action: LifecycleAction,
+        email: Option<EmailKind>,
     ) -> Result<(serde_json::Value, ActionAnswer), ClientError> {
-        let url = format!("{}/{}", self.tenant_url(org, slug), action.as_str());
+        let url = format!(
+            "{}/{}",
+            self.tenant_url(org, slug),
+            action_path(action, email)?
+        );
         let (status, raw) = self.send(&url, self.http.post(&url)).await?;
         let answer = decode(status, &raw)?;
         Ok((raw, answer))
@@ -275,6 +281,24 @@ impl ApiClient {
     }
 }
 
+/// The path of an action below the tenant's URL.
+fn action_path(action: LifecycleAction, email: Option<EmailKind>) -> Result<String, ClientError> {
+    Ok(match (action, email) {
+        (LifecycleAction::ReissueInvitation, None) => "invitation/reissue".to_owned(),
+        (LifecycleAction::ResendEmail, Some(kind)) => format!("emails/{}/resend", kind.as_str()),
+        (LifecycleAction::ResendEmail, None) => {
+            return Err(ClientError::Config("resend needs the email to send".into()));
+        }
+        (action, None) => action.as_str().to_owned(),
+        (action, Some(_)) => {
+            return Err(ClientError::Config(format!(
+                "{} takes no email",
+                action.as_str()
+            )));
+        }
+    })
+}
+
 fn decode<T: DeserializeOwned>(
     status: StatusCode,
     raw: &serde_json::Value,
@@ -357,6 +381,24 @@ fn parse_block(block: &str, url: &str) -> Result<Option<EventView>, ClientError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_have_their_paths() {
+        assert_eq!(
+            action_path(LifecycleAction::Suspend, None).unwrap(),
+            "suspend"
+        );
+        assert_eq!(
+            action_path(LifecycleAction::ReissueInvitation, None).unwrap(),
+            "invitation/reissue"
+        );
+        assert_eq!(
+            action_path(LifecycleAction::ResendEmail, Some(EmailKind::ConsoleUrl)).unwrap(),
+            "emails/console_url/resend"
+        );
+        assert!(action_path(LifecycleAction::ResendEmail, None).is_err());
+        assert!(action_path(LifecycleAction::Retry, Some(EmailKind::Welcome)).is_err());
+    }
 
     #[test]
     fn event_blocks_are_split_at_blank_lines() {

@@ -1,5 +1,5 @@
 //! Following a saga from the CLI: print the tenant's audit feed on stderr as it happens and
-//! stop at the state the command waits for.
+//! stop at the state (or, for an email action, the event) the command waits for.
 //!
 //! The feed is read live (Server-Sent Events); when the live feed cannot be opened or breaks
 //! twice, the rest is polled. Either way events are read strictly after the last one seen,
@@ -28,7 +28,19 @@ pub(super) enum Goal {
     /// `target`, or shows `failed` (or `decommissioned`, when that is not the target) after
     /// the tenant moved away from `from`.
     Action { from: String, target: &'static str },
+    /// An email action (re-issue, resend), which changes no state: until the feed shows
+    /// its `operator_email_sent` or `operator_email_failed` event, or the tenant is being
+    /// decommissioned (its workflow then ends without carrying the action out).
+    ///
+    /// The workflow takes one action at a time, but accepts the next while the current one
+    /// runs; so should two operators ask at once, the first outcome after the request is
+    /// taken as this one's. The events do not say which request they answer.
+    OperatorEmail,
 }
+
+/// The audit event kinds that end an email action.
+pub(super) const OPERATOR_EMAIL_SENT: &str = "operator_email_sent";
+pub(super) const OPERATOR_EMAIL_FAILED: &str = "operator_email_failed";
 
 /// How a follow ended.
 pub(super) enum Followed {
@@ -39,6 +51,8 @@ pub(super) enum Followed {
         state: String,
         raw: serde_json::Value,
         detail: Box<TenantDetail>,
+        /// The event that settled it, when one did.
+        event: Option<Box<EventView>>,
     },
     TimedOut,
 }
@@ -67,23 +81,34 @@ impl Tracker {
     fn shows(&self, event: &EventView) -> bool {
         match &self.goal {
             Goal::Provisioned { incarnation } => event.incarnation == *incarnation,
-            Goal::Action { .. } => true,
+            Goal::Action { .. } | Goal::OperatorEmail => true,
         }
     }
 
     fn observe(&mut self, event: &EventView) -> Verdict {
-        let Some(state) = event.state.as_deref() else {
-            return Verdict::Continue;
-        };
-        match &self.goal {
-            Goal::Provisioned { incarnation } => {
+        let state = event.state.as_deref();
+        match (&self.goal, state) {
+            // Decided by the event's kind; these events carry the state the tenant stays in.
+            (Goal::OperatorEmail, _) => {
+                let state = state.unwrap_or_default().to_owned();
+                match event.kind.as_str() {
+                    OPERATOR_EMAIL_SENT => Verdict::Settled(true, state),
+                    OPERATOR_EMAIL_FAILED => Verdict::Settled(false, state),
+                    _ if matches!(state.as_str(), "decommissioning" | "decommissioned") => {
+                        Verdict::Settled(false, state)
+                    }
+                    _ => Verdict::Continue,
+                }
+            }
+            (_, None) => Verdict::Continue,
+            (Goal::Provisioned { incarnation }, Some(state)) => {
                 if event.incarnation == *incarnation && !in_flight(state) {
                     Verdict::CheckStored
                 } else {
                     Verdict::Continue
                 }
             }
-            Goal::Action { from, target } => {
+            (Goal::Action { from, target }, Some(state)) => {
                 self.moved |= state != from;
                 if state == *target {
                     Verdict::Settled(true, state.to_owned())
@@ -192,6 +217,7 @@ pub(super) async fn follow(
                         state,
                         raw,
                         detail: Box::new(detail),
+                        event: Some(Box::new(event.clone())),
                     });
                 }
             }
@@ -249,6 +275,7 @@ async fn check_stored(
         state: detail.tenant.state.clone(),
         raw,
         detail: Box::new(detail),
+        event: None,
     }))
 }
 
@@ -336,6 +363,29 @@ mod tests {
         assert_eq!(
             decommission.observe(&event("decommissioned")),
             Verdict::Settled(true, "decommissioned".into())
+        );
+    }
+
+    #[test]
+    fn email_actions_settle_at_their_operator_event() {
+        let mut resend = Tracker::new(Goal::OperatorEmail);
+        assert_eq!(resend.observe(&event("active")), Verdict::Continue);
+        let mut sent = event("active");
+        sent.kind = OPERATOR_EMAIL_SENT.into();
+        assert_eq!(
+            resend.observe(&sent),
+            Verdict::Settled(true, "active".into())
+        );
+        let mut failed = event("suspended");
+        failed.kind = OPERATOR_EMAIL_FAILED.into();
+        assert_eq!(
+            resend.observe(&failed),
+            Verdict::Settled(false, "suspended".into())
+        );
+        // Decommission jumps the queue; the email action is then never carried out.
+        assert_eq!(
+            resend.observe(&event("decommissioning")),
+            Verdict::Settled(false, "decommissioning".into())
         );
     }
 

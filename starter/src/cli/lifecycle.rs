@@ -1,5 +1,7 @@
 //! `tenants retry|decommission|suspend|resume`: ask the tenant's workflow for a lifecycle
 //! action through the API, then follow the audit feed until the action's stable state.
+//! `tenants reissue-invitation|resend-email`: the same for an email action, followed until
+//! the feed shows whether the email went out.
 //!
 //! The API answers whether the workflow accepted the action; a refusal (wrong state,
 //! another action in progress) is printed with the workflow's reason and exits 1. Following
@@ -7,13 +9,14 @@
 
 use std::time::Duration;
 
-use tenant_domain::LifecycleAction;
+use tenant_domain::{EmailKind, LifecycleAction};
 use tokio::time::Instant;
 
 use super::create::failure_reason;
-use super::follow::{Followed, Goal, follow};
+use super::follow::{Followed, Goal, OPERATOR_EMAIL_FAILED, OPERATOR_EMAIL_SENT, follow};
 use super::output::print_json;
 use super::{ActionArgs, ApiClient, Outcome, OutputFormat, report};
+use crate::api::tenants::TenantDetail;
 
 /// The state an accepted action ends in when it succeeds.
 pub(super) fn target(action: LifecycleAction) -> &'static str {
@@ -49,7 +52,7 @@ pub(super) async fn run(
         }
     };
 
-    let (raw, answer) = match client.lifecycle(org, slug, action).await {
+    let (raw, answer) = match client.lifecycle(org, slug, action, None).await {
         Ok(answer) => answer,
         Err(err) => return report(err),
     };
@@ -73,6 +76,7 @@ pub(super) async fn run(
             state,
             raw,
             detail,
+            ..
         }) => {
             let tenant = &detail.tenant;
             if reached {
@@ -99,5 +103,99 @@ pub(super) async fn run(
             Outcome::TimedOut
         }
         Err(err) => report(err),
+    }
+}
+
+/// `tenants reissue-invitation` (`email` is `None`) and `tenants resend-email`: sends the
+/// action, prints the workflow's answer, then follows the feed until the action's
+/// `operator_email_sent` (exit 0) or `operator_email_failed` (exit 1) event.
+pub(super) async fn run_email(
+    client: &ApiClient,
+    action: LifecycleAction,
+    email: Option<EmailKind>,
+    args: ActionArgs,
+    format: OutputFormat,
+) -> Outcome {
+    let (org, slug) = (args.org.as_str(), args.slug.as_str());
+    // Read first, so the action's events are all after `after`.
+    let after = if args.no_wait {
+        0
+    } else {
+        match client.last_event_id(org, slug).await {
+            Ok(after) => after,
+            Err(err) => return report(err),
+        }
+    };
+
+    let (raw, answer) = match client.lifecycle(org, slug, action, email).await {
+        Ok(answer) => answer,
+        Err(err) => return report(err),
+    };
+    eprintln!("✓ {}", answer.answer);
+    if args.no_wait {
+        match format {
+            OutputFormat::Json => print_json(&raw),
+            OutputFormat::Table => println!("{}", answer.answer),
+        }
+        return Outcome::Success;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    // The email a re-issue sends is the welcome email, which carries the invitation.
+    let kind = email.unwrap_or(EmailKind::Welcome);
+    match follow(client, org, slug, after, Goal::OperatorEmail, deadline).await {
+        Ok(Followed::Settled {
+            reached,
+            state,
+            raw,
+            detail,
+            event,
+        }) => {
+            // The operator event's own line is already on stderr; without one, say why.
+            let answered = event.is_some_and(|e| {
+                matches!(e.kind.as_str(), OPERATOR_EMAIL_SENT | OPERATOR_EMAIL_FAILED)
+            });
+            if !answered {
+                eprintln!(
+                    "✗ tenant {org}/{slug} is {state}: the {} was not carried out",
+                    action.as_str()
+                );
+            }
+            match format {
+                OutputFormat::Json => print_json(&raw),
+                OutputFormat::Table => println!("{org}/{slug} {}", delivery_line(&detail, kind)),
+            }
+            if reached {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            }
+        }
+        Ok(Followed::TimedOut) => {
+            eprintln!(
+                "… no outcome of the {} after {} s; the saga carries on. Follow it with `tenants events --follow --org {org} {slug}`",
+                action.as_str(),
+                args.timeout
+            );
+            Outcome::TimedOut
+        }
+        Err(err) => report(err),
+    }
+}
+
+/// `welcome sent (2 sends)` for the tenant's email of `kind`.
+fn delivery_line(detail: &TenantDetail, kind: EmailKind) -> String {
+    match detail.emails.iter().find(|e| e.kind == kind.as_str()) {
+        Some(email) => {
+            let sends = match email.attempts {
+                1 => "1 send".to_owned(),
+                n => format!("{n} sends"),
+            };
+            match &email.error {
+                Some(error) => format!("{} {} ({sends}): {error}", email.kind, email.status),
+                None => format!("{} {} ({sends})", email.kind, email.status),
+            }
+        }
+        None => format!("{} unknown", kind.as_str()),
     }
 }

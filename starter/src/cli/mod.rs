@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
-use tenant_domain::LifecycleAction;
+use tenant_domain::{EmailKind, LifecycleAction};
 
 pub use client::{ApiClient, ClientError};
 pub use output::event_line;
@@ -51,7 +51,8 @@ impl From<Outcome> for ExitCode {
     long_about = "Provision and inspect tenants through the Tenant Provisioner API.\n\n\
         Start with `tenants bootstrap` to create an organisation and its owner's token, then \
         `tenants create` to provision a tenant and follow its saga until it is active. \
-        `retry`, `decommission`, `suspend` and `resume` act on a tenant the same way.\n\n\
+        `retry`, `decommission`, `suspend` and `resume` act on a tenant the same way; \
+        `reissue-invitation` and `resend-email` send its first admin an email again.\n\n\
         The API token comes from --token, else TP_TOKEN, else ~/.config/tenant-provisioner/token."
 )]
 pub struct Cli {
@@ -104,7 +105,7 @@ enum Command {
     /// plan is checked by the API. Repeating an identical request is safe: it returns the
     /// existing tenant. Exit status: 0 active, 1 refused or failed, 2 timed out.
     Create(CreateArgs),
-    /// Show one tenant: state, phase, resources and the workflow's live view
+    /// Show one tenant: state, phase, resources, welcome email delivery and the workflow's view
     Get(TenantArgs),
     /// List the tenants of an organisation
     List(ListArgs),
@@ -132,6 +133,18 @@ enum Command {
     ///
     /// Exit status: 0 active, 1 refused, 2 timed out.
     Resume(ActionArgs),
+    /// Give the first admin a new invitation and email it; follow until it is sent
+    ///
+    /// The previous invitation code stops working. The new one arrives in a new welcome
+    /// email. Allowed while active or suspended. Exit status: 0 sent, 1 refused or not
+    /// delivered, 2 timed out.
+    ReissueInvitation(ActionArgs),
+    /// Send one of the welcome emails again; follow until it is sent
+    ///
+    /// The email keeps its Message-ID, so mail clients fold it with the first one; the
+    /// welcome email carries the current invitation. Allowed while active. Exit status: 0
+    /// sent, 1 refused or not delivered, 2 timed out.
+    ResendEmail(ResendArgs),
     /// Issue, list and revoke your own API tokens
     Tokens(tokens::TokensArgs),
 }
@@ -218,9 +231,43 @@ struct ActionArgs {
     #[arg(long)]
     no_wait: bool,
 
-    /// Seconds to wait for the action's stable state
+    /// Seconds to wait for the action's outcome (its stable state, or its email)
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
+}
+
+#[derive(Args)]
+struct ResendArgs {
+    #[command(flatten)]
+    action: ActionArgs,
+
+    /// Which welcome email to send again
+    #[arg(long, value_enum, value_name = "EMAIL")]
+    email: EmailArg,
+}
+
+/// The welcome emails, named as the API names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum EmailArg {
+    /// The welcome email, with the invitation link
+    #[value(name = "welcome")]
+    Welcome,
+    /// The email with the tenant's console URL
+    #[value(name = "console_url")]
+    ConsoleUrl,
+    /// The getting-started email
+    #[value(name = "onboarding")]
+    Onboarding,
+}
+
+impl From<EmailArg> for EmailKind {
+    fn from(arg: EmailArg) -> Self {
+        match arg {
+            EmailArg::Welcome => EmailKind::Welcome,
+            EmailArg::ConsoleUrl => EmailKind::ConsoleUrl,
+            EmailArg::Onboarding => EmailKind::Onboarding,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -314,6 +361,14 @@ async fn run(cli: Cli) -> Outcome {
         Command::Resume(args) => {
             return lifecycle::run(&client, LifecycleAction::Resume, args, format).await;
         }
+        Command::ReissueInvitation(args) => {
+            let action = LifecycleAction::ReissueInvitation;
+            return lifecycle::run_email(&client, action, None, args, format).await;
+        }
+        Command::ResendEmail(args) => {
+            let (action, email) = (LifecycleAction::ResendEmail, Some(args.email.into()));
+            return lifecycle::run_email(&client, action, email, args.action, format).await;
+        }
     };
     match result {
         Ok(()) => Outcome::Success,
@@ -378,6 +433,49 @@ mod tests {
         assert!(parse(&["--org", "acme"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--org", "acme", "--owner", "alice", "--operator", "ops"]).is_err());
+    }
+
+    #[test]
+    fn email_actions_take_the_api_names_of_the_emails() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["tenants"], args].concat());
+        let Ok(Cli {
+            command: Command::ResendEmail(args),
+            ..
+        }) = parse(&[
+            "resend-email",
+            "--org",
+            "acme",
+            "prod",
+            "--email",
+            "console_url",
+            "--no-wait",
+        ])
+        else {
+            panic!("resend-email does not parse")
+        };
+        assert_eq!(EmailKind::from(args.email), EmailKind::ConsoleUrl);
+        assert_eq!(
+            (args.action.org.as_str(), args.action.slug.as_str()),
+            ("acme", "prod")
+        );
+        assert!(args.action.no_wait);
+        assert!(parse(&["resend-email", "--org", "acme", "prod"]).is_err());
+        assert!(
+            parse(&[
+                "resend-email",
+                "--org",
+                "acme",
+                "prod",
+                "--email",
+                "invoice"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["reissue-invitation", "--org", "acme", "prod"]).is_ok());
+        for kind in EmailKind::ALL {
+            let name = EmailArg::from_str(kind.as_str(), false).map(EmailKind::from);
+            assert_eq!(name, Ok(kind));
+        }
     }
 
     #[test]

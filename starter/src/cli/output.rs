@@ -18,7 +18,8 @@ pub fn event_line(event: &EventView) -> String {
     let kind = event.kind.as_str();
     let outcome = if kind.ends_with("failed") || kind.ends_with("refused") {
         Some("failed")
-    } else if kind.ends_with("completed") || kind.ends_with("succeeded") {
+    } else if kind.ends_with("completed") || kind.ends_with("succeeded") || kind.ends_with("_sent")
+    {
         Some("completed")
     } else if kind.ends_with("started") {
         Some("started")
@@ -121,6 +122,24 @@ fn print_detail(detail: &TenantDetail) {
             println!(
                 "  {:<10} {:<40} #{:<3} {released}",
                 r.kind, r.name, r.incarnation
+            );
+        }
+    }
+    if !detail.emails.is_empty() {
+        println!("emails:");
+        for email in &detail.emails {
+            let when = email
+                .updated_at
+                .map(|at| at.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".into());
+            let error = email
+                .error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
+            println!(
+                "  {:<11} {:<8} sends {:<3} {when}{error}",
+                email.kind, email.status, email.attempts
             );
         }
     }
@@ -347,6 +366,15 @@ mod tests {
         assert_eq!(
             event_line(&event("email_failed", None, None, "welcome refused")),
             "✗ welcome refused"
+        );
+        assert_eq!(
+            event_line(&event(
+                "operator_email_sent",
+                None,
+                None,
+                "onboarding email resent to the first admin"
+            )),
+            "✓ onboarding email resent to the first admin"
         );
     }
 }

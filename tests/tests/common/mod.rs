@@ -13,9 +13,19 @@ pub const ACTIVE_WITHIN: Duration = Duration::from_secs(120);
 
 /// The tenant's audit feed, oldest first, across incarnations.
 pub async fn events(stack: &Stack, slug: &str) -> anyhow::Result<Vec<Value>> {
-    let path = format!("/api/v1/organizations/{}/tenants/{slug}/events?limit=1000", stack.org);
-    let answer = stack.api(Method::GET, &path, Some(&stack.owner_token), None).await?;
-    anyhow::ensure!(answer.status == StatusCode::OK, "events: {} {}", answer.status, answer.body);
+    let path = format!(
+        "/api/v1/organizations/{}/tenants/{slug}/events?limit=1000",
+        stack.org
+    );
+    let answer = stack
+        .api(Method::GET, &path, Some(&stack.owner_token), None)
+        .await?;
+    anyhow::ensure!(
+        answer.status == StatusCode::OK,
+        "events: {} {}",
+        answer.status,
+        answer.body
+    );
     let list = answer.body.get("events").cloned().unwrap_or(answer.body);
     Ok(list.as_array().cloned().unwrap_or_default())
 }
@@ -48,11 +58,20 @@ pub fn live_workloads(tenant_id: &str) -> Vec<i32> {
     let wanted = format!("TENANT_ID={tenant_id}");
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        let is_tenant = environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes());
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let is_tenant = environ
+            .split(|b| *b == 0)
+            .any(|var| var == wanted.as_bytes());
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
         if is_tenant && !zombie {
             pids.push(pid);
         }
@@ -69,7 +88,9 @@ pub fn database_of(tenant_id: &str) -> String {
 /// no live ledger row, no database, no role, no route, no workload process.
 pub async fn assert_nothing_left(stack: &Stack, slug: &str, tenant_id: &str) -> anyhow::Result<()> {
     let live = stack
-        .psql(&format!("SELECT kind FROM resources WHERE tenant_id = '{tenant_id}' AND released_at IS NULL"))
+        .psql(&format!(
+            "SELECT kind FROM resources WHERE tenant_id = '{tenant_id}' AND released_at IS NULL"
+        ))
         .await?;
     assert!(live.is_empty(), "live ledger rows: {live:?}");
     let name = database_of(tenant_id);
@@ -81,18 +102,37 @@ pub async fn assert_nothing_left(stack: &Stack, slug: &str, tenant_id: &str) -> 
             ),
         )
         .await?;
-    assert_eq!(found[0], [Some("0".to_string()), Some("0".to_string())], "database or role left");
-    let label = stack.tenant_host(slug).split('.').next().context("label")?.to_owned();
+    assert_eq!(
+        found[0],
+        [Some("0".to_string()), Some("0".to_string())],
+        "database or role left"
+    );
+    let label = stack
+        .tenant_host(slug)
+        .split('.')
+        .next()
+        .context("label")?
+        .to_owned();
     for dir in ["routes", "public"] {
-        assert!(!stack.runtime_dir.join(dir).join(&label).exists(), "{dir}/{label} left");
+        assert!(
+            !stack.runtime_dir.join(dir).join(&label).exists(),
+            "{dir}/{label} left"
+        );
     }
-    assert!(live_workloads(tenant_id).is_empty(), "workload process left");
+    assert!(
+        live_workloads(tenant_id).is_empty(),
+        "workload process left"
+    );
     let identity = stack
         .psql(&format!(
             "SELECT (SELECT count(*) FROM realms WHERE tenant_id = '{tenant_id}'), (SELECT count(*) FROM invitations WHERE tenant_id = '{tenant_id}')"
         ))
         .await?;
-    assert_eq!(identity[0], [Some("0".to_string()), Some("0".to_string())], "realm or invitation left");
+    assert_eq!(
+        identity[0],
+        [Some("0".to_string()), Some("0".to_string())],
+        "realm or invitation left"
+    );
     Ok(())
 }
 
@@ -106,19 +146,44 @@ pub fn released_in_order(feed: &[Value], since_id: i64) -> Vec<String> {
 
 /// Sends a lifecycle action as a Temporal update, as an operator could with the Temporal
 /// CLI; returns the CLI's output, or its error (a refusal by the workflow's validator).
-pub async fn temporal_update(stack: &Stack, workflow_id: &str, action: &str) -> anyhow::Result<String> {
+pub async fn temporal_update(
+    stack: &Stack,
+    workflow_id: &str,
+    action: &str,
+) -> anyhow::Result<String> {
     let input = format!(r#"{{"action":"{action}","actor":"ops-test"}}"#);
     stack
         .temporal_cli(&[
-            "workflow", "update", "execute", "--workflow-id", workflow_id, "--name", "request_lifecycle", "--input", &input,
+            "workflow",
+            "update",
+            "execute",
+            "--workflow-id",
+            workflow_id,
+            "--name",
+            "request_lifecycle",
+            "--input",
+            &input,
         ])
         .await
 }
 
 /// Sends a lifecycle action as a Temporal signal (what the Web UI does).
-pub async fn temporal_signal(stack: &Stack, workflow_id: &str, action: &str) -> anyhow::Result<String> {
+pub async fn temporal_signal(
+    stack: &Stack,
+    workflow_id: &str,
+    action: &str,
+) -> anyhow::Result<String> {
     let input = format!(r#"{{"action":"{action}","actor":"ops-ui"}}"#);
     stack
-        .temporal_cli(&["workflow", "signal", "--workflow-id", workflow_id, "--name", "lifecycle", "--input", &input])
+        .temporal_cli(&[
+            "workflow",
+            "signal",
+            "--workflow-id",
+            workflow_id,
+            "--name",
+            "lifecycle",
+            "--input",
+            &input,
+        ])
         .await
 }
