@@ -103,8 +103,9 @@ ensure_cargo_on_path() {
 }
 
 psql_server() {
-    # -X: ignore ~/.psqlrc so output stays machine-readable.
-    psql -X -q -v ON_ERROR_STOP=1 "$PG_URL/${1:-postgres}" "${@:2}"
+    # -X: ignore ~/.psqlrc so output stays machine-readable; NOTICEs ("… does not exist,
+    # skipping") are noise here.
+    PGOPTIONS='-c client_min_messages=warning' psql -X -q -v ON_ERROR_STOP=1 "$PG_URL/${1:-postgres}" "${@:2}"
 }
 
 # ---- processes of the stack -------------------------------------------------------------

@@ -145,6 +145,31 @@ impl TenantActivities {
         }
     }
 
+    /// Hands the realm to the tenant's database, then starts (or adopts) its service and
+    /// waits for readiness, heartbeating meanwhile so a lost worker is noticed quickly.
+    async fn start_workload(&self, ctx: &ActivityContext, spec: &TenantSpec) -> StepResult<Allocation> {
+        let database_url = self.storage.connection_url(spec);
+        let deploy = async {
+            // The service serves its realm from its own database: hand it over first.
+            self.identity.install(spec, &database_url).await?;
+            self.allocated(spec, self.workloads.deploy(spec, &database_url, &|| {}).await).await
+        };
+        let beat = async {
+            loop {
+                if ctx.is_cancelled() {
+                    return;
+                }
+                // A failed heartbeat only matters if it keeps failing: the timeout says so.
+                let _ = ctx.record_heartbeat(()).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        };
+        tokio::select! {
+            outcome = deploy => outcome,
+            () = beat => Err(StepError::Transient(anyhow::anyhow!("deploy cancelled"))),
+        }
+    }
+
     /// The test-only failure switch: inert unless the worker was started with it.
     fn injected_failure(&self, phase: Phase) -> Option<StepError> {
         let wanted = self.cfg.fail_phase.as_deref()?;
@@ -353,29 +378,15 @@ impl TenantActivities {
     #[activity(name = "deploy_workload")]
     pub async fn deploy_workload(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
         let spec = &input.tenant;
-        self.phase(&ctx, &input, Phase::Deploy, async {
-            let database_url = self.storage.connection_url(spec);
-            let deploy = async {
-                // The service serves its realm from its own database: hand it over first.
-                self.identity.install(spec, &database_url).await?;
-                self.allocated(spec, self.workloads.deploy(spec, &database_url, &|| {}).await).await
-            };
-            let beat = async {
-                loop {
-                    if ctx.is_cancelled() {
-                        return;
-                    }
-                    // A failed heartbeat only matters if it keeps failing: the timeout says so.
-                    let _ = ctx.record_heartbeat(()).await;
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            };
-            tokio::select! {
-                outcome = deploy => outcome,
-                () = beat => Err(StepError::Transient(anyhow::anyhow!("deploy cancelled"))),
-            }
-        })
-        .await
+        self.phase(&ctx, &input, Phase::Deploy, self.start_workload(&ctx, spec)).await
+    }
+
+    /// Brings an active or suspended tenant's service back if it is not running (after a
+    /// host restart, say); adopts it when it is. No audit entry: the workflow writes one
+    /// when the service had to be started.
+    #[activity(name = "ensure_workload")]
+    pub async fn ensure_workload(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+        self.start_workload(&ctx, &input.tenant).await.map_err(to_activity_error)
     }
 
     /// Checks from outside that the host serves this tenant, before the public may reach it.

@@ -242,6 +242,15 @@ impl Store {
         .await
     }
 
+    /// Workflow ids of every tenant in one of `states`, for start-up reconciliation.
+    pub async fn workflow_ids_in_states(&self, states: &[TenantState]) -> sqlx::Result<Vec<String>> {
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        sqlx::query_scalar("SELECT workflow_id FROM tenants WHERE state = ANY($1) ORDER BY workflow_id")
+            .bind(states)
+            .fetch_all(&self.pool)
+            .await
+    }
+
     /// Records the workflow run serving the tenant's current incarnation.
     pub async fn set_run_id(&self, tenant_id: Uuid, incarnation: i32, run_id: &str) -> sqlx::Result<()> {
         sqlx::query("UPDATE tenants SET run_id = $3 WHERE id = $1 AND incarnation = $2")

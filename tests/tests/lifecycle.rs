@@ -244,3 +244,33 @@ async fn cancelled_workflow_releases_everything() -> anyhow::Result<()> {
     assert_eq!(released_in_order(&feed, 0), ["deploy", "allocate_traffic", "allocate_identity", "allocate_storage"]);
     Ok(())
 }
+
+/// A tenant whose service died with its host (here: SIGKILL) gets it back when a worker
+/// starts: the worker asks every active tenant's saga to make sure its service runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn worker_start_brings_lost_services_back() -> anyhow::Result<()> {
+    let stack = Stack::start().await?;
+    stack.create_tenant("phoenix", "free", "p@example.com", None).await?;
+    let tenant = stack.wait_for_state("phoenix", "active", ACTIVE_WITHIN).await?;
+    let tenant_id = id_of(&tenant)?;
+    let host = stack.tenant_host("phoenix");
+
+    stack.kill_worker(ProcessSignal::SIGTERM).await?;
+    for pid in live_workloads(&tenant_id) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), ProcessSignal::SIGKILL)?;
+    }
+    for _ in 0..50 {
+        if live_workloads(&tenant_id).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stack.tenant_get(&host, "/").await?.status().is_server_error(), "the service is gone");
+
+    stack.start_worker().await?;
+    wait_for_event(&stack, "phoenix", Duration::from_secs(60), |e| e["kind"] == "workload_restarted").await?;
+    assert_eq!(stack.tenant_get(&host, "/").await?.status(), StatusCode::OK);
+    assert_eq!(live_workloads(&tenant_id).len(), 1);
+    assert_eq!(stack.get_tenant("phoenix").await?.body["state"], "active");
+    Ok(())
+}

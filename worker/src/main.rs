@@ -10,10 +10,12 @@ use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::Parser;
-use temporalio_client::{Client, ClientOptions, Connection, envconfig::LoadClientConfigProfileOptions};
+use temporalio_client::{
+    Client, ClientOptions, Connection, WorkflowSignalOptions, envconfig::LoadClientConfigProfileOptions,
+};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tenant_activities::{ActivitiesConfig, temporal::TenantActivities};
-use tenant_domain::TASK_QUEUE;
+use tenant_domain::{TASK_QUEUE, TenantState};
 use tenant_store::Store;
 use tenant_workflows::ProvisionTenant;
 use tracing::{info, warn};
@@ -113,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let store = Store::connect(&args.database_url, 10).await?;
-    let activities = TenantActivities::new(cfg.clone(), store).await?;
+    let activities = TenantActivities::new(cfg.clone(), store.clone()).await?;
     activities
         .edge()
         .ensure_config()
@@ -126,6 +128,8 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("reading Temporal client settings: {e}"))?;
     let connection = Connection::connect(conn_opts).await.context("connecting to Temporal")?;
     let client = Client::new(connection, client_opts)?;
+
+    tokio::spawn(reconcile_workloads(client.clone(), store));
 
     let options = WorkerOptions::new(TASK_QUEUE)
         .register_workflow::<ProvisionTenant>()?
@@ -144,6 +148,31 @@ async fn main() -> anyhow::Result<()> {
     worker.run().await?;
     info!("worker stopped");
     Ok(())
+}
+
+/// Asks every active or suspended tenant's workflow to make sure its service runs: after a
+/// host restart the services are gone, and only the saga may start them again. Idempotent,
+/// so any number of workers starting at once is harmless.
+async fn reconcile_workloads(client: Client, store: Store) {
+    let ids = match store.workflow_ids_in_states(&[TenantState::Active, TenantState::Suspended]).await {
+        Ok(ids) => ids,
+        Err(err) => {
+            warn!(error = %err, "could not list tenants to reconcile their services");
+            return;
+        }
+    };
+    let mut asked = 0;
+    for workflow_id in &ids {
+        let handle = client.get_workflow_handle::<ProvisionTenant>(workflow_id.as_str());
+        match handle
+            .signal(ProvisionTenant::ensure_running_signal, (), WorkflowSignalOptions::default())
+            .await
+        {
+            Ok(()) => asked += 1,
+            Err(err) => warn!(workflow_id = %workflow_id, error = %err, "could not ask a tenant to reconcile its service"),
+        }
+    }
+    info!(tenants = asked, "asked active and suspended tenants to make sure their services run");
 }
 
 async fn wait_for_stop_signal() {

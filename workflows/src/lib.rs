@@ -58,6 +58,8 @@ pub struct ProvisionTenant {
     refused_signals: VecDeque<(LifecycleRequest, String)>,
     /// Numbers workflow-level audit entries, so a retried write lands once.
     event_seq: u32,
+    /// A worker asked that the tenant's service be brought back if it is not running.
+    ensure_running: bool,
 }
 
 impl Default for ProvisionTenant {
@@ -73,6 +75,7 @@ impl Default for ProvisionTenant {
             pending: VecDeque::new(),
             refused_signals: VecDeque::new(),
             event_seq: 0,
+            ensure_running: false,
         }
     }
 }
@@ -180,6 +183,15 @@ impl ProvisionTenant {
         answer
     }
 
+    /// Sent by a worker at start-up for every active or suspended tenant: brings the
+    /// tenant's service back if the host lost it. Harmless when it runs.
+    #[signal(name = "ensure_running")]
+    pub fn ensure_running_signal(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _input: ()) {
+        if matches!(self.state, TenantState::Active | TenantState::Suspended) {
+            self.ensure_running = true;
+        }
+    }
+
     /// The same actions as a signal, for the Web UI and the Temporal CLI. A signal cannot be
     /// refused, so one that does not fit the state is recorded in the audit feed and ignored.
     #[signal(name = "lifecycle")]
@@ -194,8 +206,17 @@ impl ProvisionTenant {
 /// Waits for the next lifecycle action; `None` when the workflow is cancelled.
 async fn next_action(ctx: &mut WorkflowContext<ProvisionTenant>) -> Option<LifecycleRequest> {
     loop {
-        if ctx.wait_condition(|s| !s.pending.is_empty() || !s.refused_signals.is_empty()).await.is_err() {
+        if ctx
+            .wait_condition(|s| !s.pending.is_empty() || !s.refused_signals.is_empty() || s.ensure_running)
+            .await
+            .is_err()
+        {
             return None;
+        }
+        if ctx.state_mut(|s| std::mem::take(&mut s.ensure_running)) {
+            let spec = ctx.state(|s| s.spec.clone()).expect("spec is set before any wait");
+            ProvisionTenant::ensure_workload(ctx, &spec).await;
+            continue;
         }
         if let Some((request, why)) = ctx.state_mut(|s| s.refused_signals.pop_front()) {
             let spec = ctx.state(|s| s.spec.clone()).expect("spec is set before any wait");
@@ -365,6 +386,36 @@ impl ProvisionTenant {
         }
         ctx.state_mut(|s| s.phase = None);
         ctx.upsert_search_attributes([PHASE_KEY.value_set(String::new())]);
+    }
+
+    /// Starts the tenant's service again when it is not running; records it when it had to.
+    async fn ensure_workload(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec) {
+        let round = ctx.state(|s| s.round);
+        let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+            .heartbeat_timeout(DEPLOY_HEARTBEAT_TIMEOUT)
+            .retry_policy(
+                RetryPolicy::builder()
+                    .initial_interval(Duration::from_secs(1))
+                    .backoff_coefficient(2.0)
+                    .maximum_interval(Duration::from_secs(30))
+                    .maximum_attempts(10)
+                    .build(),
+            )
+            .summary(format!("make sure the service of {} runs", spec.names.host))
+            .build();
+        let input = PhaseInput { tenant: spec.clone(), round };
+        match ctx.execute_activity(TenantActivities::ensure_workload, input, options).await {
+            Ok(allocation) if allocation.adopted => {}
+            Ok(_) => {
+                Self::record_event(ctx, spec, "workload_restarted", "the tenant's service was not running and was started again".into(), "saga")
+                    .await;
+            }
+            Err(err) => {
+                let failure = describe_failure(Phase::Deploy, &err);
+                let message = format!("the tenant's service could not be started again: {}", failure.message);
+                Self::record_event(ctx, spec, "workload_restart_failed", message, "saga").await;
+            }
+        }
     }
 
     /// Re-issues the invitation or resends an email for an operator. Each attempt of a
