@@ -52,7 +52,9 @@ pub fn parse_slow_phase(value: &str) -> Result<(String, std::time::Duration), St
     if tenant_domain::Phase::parse(phase).is_none() {
         return Err(format!("unknown phase {phase:?}"));
     }
-    let millis: u64 = millis.parse().map_err(|_| format!("{millis:?} is not a number of milliseconds"))?;
+    let millis: u64 = millis
+        .parse()
+        .map_err(|_| format!("{millis:?} is not a number of milliseconds"))?;
     Ok((phase.to_owned(), std::time::Duration::from_millis(millis)))
 }
 

@@ -15,7 +15,10 @@ pub enum StepError {
 
 impl StepError {
     pub fn permanent(kind: &'static str, message: impl Into<String>) -> Self {
-        Self::Permanent { kind, message: message.into() }
+        Self::Permanent {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// The error type recorded in the audit feed and used by retry policies.

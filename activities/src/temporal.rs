@@ -18,18 +18,12 @@ use tenant_store::{NewEvent, Store};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
-    ActivitiesConfig, StepError, StepResult,
-    email::Mailer,
-    identity::Identity,
-    storage::Storage,
-    traffic::Edge,
-    verify::Verifier,
-    workload::Workloads,
+    ActivitiesConfig, StepError, StepResult, email::Mailer, identity::Identity, storage::Storage,
+    traffic::Edge, verify::Verifier, workload::Workloads,
 };
 
 /// Error types that no retry can fix; retry policies list them as non-retryable.
-pub const PERMANENT_ERROR_TYPES: &[&str] =
-    &[
+pub const PERMANENT_ERROR_TYPES: &[&str] = &[
     "ValidationFailed",
     "SlotTaken",
     "NotAuthorized",
@@ -100,11 +94,11 @@ impl TenantActivities {
                 Some(err) => Err(err),
                 None => step.await,
             };
-            if let (Ok(_), Some((slow, delay))) = (&outcome, &self.cfg.slow_phase) {
-                if slow == phase.as_str() {
-                    warn!(delay_ms = delay.as_millis() as u64, "slow-phase switch is set: holding before reporting success");
-                    self.hold(ctx, *delay).await;
-                }
+            if let (Ok(_), Some((slow, delay))) = (&outcome, &self.cfg.slow_phase)
+                && slow == phase.as_str()
+            {
+                warn!(delay_ms = delay.as_millis() as u64, "slow-phase switch is set: holding before reporting success");
+                self.hold(ctx, *delay).await;
             }
             match outcome {
                 Ok(value) => {
@@ -141,18 +135,27 @@ impl TenantActivities {
         let until = tokio::time::Instant::now() + delay;
         while tokio::time::Instant::now() < until && !ctx.is_cancelled() {
             let _ = ctx.record_heartbeat(()).await;
-            tokio::time::sleep(Duration::from_millis(500).min(until - tokio::time::Instant::now())).await;
+            tokio::time::sleep(Duration::from_millis(500).min(until - tokio::time::Instant::now()))
+                .await;
         }
     }
 
     /// Hands the realm to the tenant's database, then starts (or adopts) its service and
     /// waits for readiness, heartbeating meanwhile so a lost worker is noticed quickly.
-    async fn start_workload(&self, ctx: &ActivityContext, spec: &TenantSpec) -> StepResult<Allocation> {
+    async fn start_workload(
+        &self,
+        ctx: &ActivityContext,
+        spec: &TenantSpec,
+    ) -> StepResult<Allocation> {
         let database_url = self.storage.connection_url(spec);
         let deploy = async {
             // The service serves its realm from its own database: hand it over first.
             self.identity.install(spec, &database_url).await?;
-            self.allocated(spec, self.workloads.deploy(spec, &database_url, &|| {}).await).await
+            self.allocated(
+                spec,
+                self.workloads.deploy(spec, &database_url, &|| {}).await,
+            )
+            .await
         };
         let beat = async {
             loop {
@@ -174,7 +177,9 @@ impl TenantActivities {
     fn injected_failure(&self, phase: Phase) -> Option<StepError> {
         let wanted = self.cfg.fail_phase.as_deref()?;
         (wanted == phase.as_str()).then(|| {
-            StepError::Transient(anyhow::anyhow!("injected failure in {phase} (TP_FAIL_PHASE is set on the worker)"))
+            StepError::Transient(anyhow::anyhow!(
+                "injected failure in {phase} (TP_FAIL_PHASE is set on the worker)"
+            ))
         })
     }
 
@@ -203,23 +208,37 @@ impl TenantActivities {
             message,
             detail,
         };
-        self.store
-            .append_event(&event)
-            .await
-            .map_err(|e| to_activity_error(StepError::Transient(anyhow::Error::new(e).context("writing the audit feed"))))?;
+        self.store.append_event(&event).await.map_err(|e| {
+            to_activity_error(StepError::Transient(
+                anyhow::Error::new(e).context("writing the audit feed"),
+            ))
+        })?;
         Ok(())
     }
 
-    async fn allocated(&self, spec: &TenantSpec, allocation: StepResult<Allocation>) -> StepResult<Allocation> {
+    async fn allocated(
+        &self,
+        spec: &TenantSpec,
+        allocation: StepResult<Allocation>,
+    ) -> StepResult<Allocation> {
         let allocation = allocation?;
         self.store
-            .record_allocation(spec.tenant_id(), spec.incarnation, allocation.kind, &allocation.name)
+            .record_allocation(
+                spec.tenant_id(),
+                spec.incarnation,
+                allocation.kind,
+                &allocation.name,
+            )
             .await?;
         Ok(allocation)
     }
 
     /// Releases one kind of resource, retried by its policy until it succeeds.
-    async fn release(&self, ctx: &ActivityContext, input: &ReleaseInput) -> Result<(), ActivityError> {
+    async fn release(
+        &self,
+        ctx: &ActivityContext,
+        input: &ReleaseInput,
+    ) -> Result<(), ActivityError> {
         let spec = &input.tenant;
         let kind = input.kind;
         let attempt = ctx.info().attempt;
@@ -278,7 +297,10 @@ impl TenantActivities {
         }
         let problems = spec.names.limit_violations();
         if !problems.is_empty() {
-            return Err(StepError::permanent("ValidationFailed", problems.join("; ")));
+            return Err(StepError::permanent(
+                "ValidationFailed",
+                problems.join("; "),
+            ));
         }
 
         let holder: Option<(uuid::Uuid, String, String)> = sqlx::query_as(
@@ -289,7 +311,13 @@ impl TenantActivities {
         .fetch_optional(self.store.pool())
         .await?;
         if holder.is_some() {
-            return Err(StepError::permanent("SlotTaken", format!("host name label {} is held by another tenant", spec.names.label)));
+            return Err(StepError::permanent(
+                "SlotTaken",
+                format!(
+                    "host name label {} is held by another tenant",
+                    spec.names.label
+                ),
+            ));
         }
 
         let allowed: Option<bool> = sqlx::query_scalar(
@@ -305,7 +333,10 @@ impl TenantActivities {
         if allowed != Some(true) {
             return Err(StepError::permanent(
                 "NotAuthorized",
-                format!("{} may not create tenants in organisation {}", spec.requested_by, spec.request.org),
+                format!(
+                    "{} may not create tenants in organisation {}",
+                    spec.requested_by, spec.request.org
+                ),
             ));
         }
         Ok(())
@@ -316,7 +347,11 @@ impl TenantActivities {
 impl TenantActivities {
     /// Writes the tenant's state and phase with the audit entry that explains the change.
     #[activity(name = "record_state")]
-    pub async fn record_state(self: Arc<Self>, ctx: ActivityContext, input: RecordInput) -> Result<(), ActivityError> {
+    pub async fn record_state(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: RecordInput,
+    ) -> Result<(), ActivityError> {
         let spec = &input.tenant;
         let event = NewEvent {
             tenant_id: spec.tenant_id(),
@@ -329,43 +364,82 @@ impl TenantActivities {
             state: Some(input.state.as_str().to_owned()),
             actor: input.actor.clone(),
             message: input.message.clone(),
-            detail: input.last_error.as_ref().map(|e| serde_json::to_value(e).unwrap_or_default()),
+            detail: input
+                .last_error
+                .as_ref()
+                .map(|e| serde_json::to_value(e).unwrap_or_default()),
         };
         self.store
-            .record_state(spec.incarnation, input.state, input.phase, input.last_error.as_ref(), &event)
+            .record_state(
+                spec.incarnation,
+                input.state,
+                input.phase,
+                input.last_error.as_ref(),
+                &event,
+            )
             .await
             .map_err(|e| to_activity_error(e.into()))?;
-        if matches!(input.state, TenantState::Active | TenantState::Failed | TenantState::Decommissioned | TenantState::Suspended) {
+        if matches!(
+            input.state,
+            TenantState::Active
+                | TenantState::Failed
+                | TenantState::Decommissioned
+                | TenantState::Suspended
+        ) {
             info!(tenant = %spec.names.workflow_id, state = %input.state, "tenant state changed");
         }
         Ok(())
     }
 
     #[activity(name = "validate")]
-    pub async fn validate(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
-        self.phase(&ctx, &input, Phase::Validate, self.check_request(&input.tenant)).await
+    pub async fn validate(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<(), ActivityError> {
+        self.phase(
+            &ctx,
+            &input,
+            Phase::Validate,
+            self.check_request(&input.tenant),
+        )
+        .await
     }
 
     #[activity(name = "allocate_storage")]
-    pub async fn allocate_storage(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+    pub async fn allocate_storage(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<Allocation, ActivityError> {
         let spec = &input.tenant;
         self.phase(&ctx, &input, Phase::AllocateStorage, async {
-            self.allocated(spec, self.storage.allocate(spec).await).await
+            self.allocated(spec, self.storage.allocate(spec).await)
+                .await
         })
         .await
     }
 
     #[activity(name = "allocate_identity")]
-    pub async fn allocate_identity(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+    pub async fn allocate_identity(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<Allocation, ActivityError> {
         let spec = &input.tenant;
         self.phase(&ctx, &input, Phase::AllocateIdentity, async {
-            self.allocated(spec, self.identity.allocate(spec).await).await
+            self.allocated(spec, self.identity.allocate(spec).await)
+                .await
         })
         .await
     }
 
     #[activity(name = "allocate_traffic")]
-    pub async fn allocate_traffic(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+    pub async fn allocate_traffic(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<Allocation, ActivityError> {
         let spec = &input.tenant;
         self.phase(&ctx, &input, Phase::AllocateTraffic, async {
             self.allocated(spec, self.edge.allocate(spec).await).await
@@ -376,34 +450,69 @@ impl TenantActivities {
     /// Starts the tenant's service and waits for its readiness, heartbeating meanwhile so a
     /// lost worker is noticed within the heartbeat timeout.
     #[activity(name = "deploy_workload")]
-    pub async fn deploy_workload(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
+    pub async fn deploy_workload(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<Allocation, ActivityError> {
         let spec = &input.tenant;
-        self.phase(&ctx, &input, Phase::Deploy, self.start_workload(&ctx, spec)).await
+        self.phase(&ctx, &input, Phase::Deploy, self.start_workload(&ctx, spec))
+            .await
     }
 
     /// Brings an active or suspended tenant's service back if it is not running (after a
     /// host restart, say); adopts it when it is. No audit entry: the workflow writes one
     /// when the service had to be started.
     #[activity(name = "ensure_workload")]
-    pub async fn ensure_workload(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<Allocation, ActivityError> {
-        self.start_workload(&ctx, &input.tenant).await.map_err(to_activity_error)
+    pub async fn ensure_workload(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<Allocation, ActivityError> {
+        self.start_workload(&ctx, &input.tenant)
+            .await
+            .map_err(to_activity_error)
     }
 
     /// Checks from outside that the host serves this tenant, before the public may reach it.
     #[activity(name = "verify")]
-    pub async fn verify(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
-        self.phase(&ctx, &input, Phase::Verify, self.verifier.verify(&input.tenant)).await
+    pub async fn verify(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<(), ActivityError> {
+        self.phase(
+            &ctx,
+            &input,
+            Phase::Verify,
+            self.verifier.verify(&input.tenant),
+        )
+        .await
     }
 
     /// Lets public traffic reach the tenant.
     #[activity(name = "mark_active")]
-    pub async fn mark_active(self: Arc<Self>, ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
-        self.phase(&ctx, &input, Phase::MarkActive, self.edge.open_public(&input.tenant)).await
+    pub async fn mark_active(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<(), ActivityError> {
+        self.phase(
+            &ctx,
+            &input,
+            Phase::MarkActive,
+            self.edge.open_public(&input.tenant),
+        )
+        .await
     }
 
     /// Sends one welcome email. A refusal is an outcome; only transient failures are errors.
     #[activity(name = "send_email")]
-    pub async fn send_email(self: Arc<Self>, ctx: ActivityContext, input: EmailInput) -> Result<EmailOutcome, ActivityError> {
+    pub async fn send_email(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: EmailInput,
+    ) -> Result<EmailOutcome, ActivityError> {
         let spec = &input.tenant;
         let code = self.identity.invitation_code(spec);
         match self.mailer.send(spec, input.kind, &code).await {
@@ -417,42 +526,85 @@ impl TenantActivities {
 
     /// A new invitation for the first admin (the old code stops working), sent by email.
     #[activity(name = "reissue_invitation")]
-    pub async fn reissue_invitation(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<EmailOutcome, ActivityError> {
+    pub async fn reissue_invitation(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<EmailOutcome, ActivityError> {
         let spec = &input.tenant;
         let database_url = self.storage.connection_url(spec);
-        let code = self.identity.reissue_invitation(spec, &database_url).await.map_err(to_activity_error)?;
-        self.mailer.resend(spec, tenant_domain::EmailKind::Welcome, &code).await.map_err(to_activity_error)
+        let code = self
+            .identity
+            .reissue_invitation(spec, &database_url)
+            .await
+            .map_err(to_activity_error)?;
+        self.mailer
+            .resend(spec, tenant_domain::EmailKind::Welcome, &code)
+            .await
+            .map_err(to_activity_error)
     }
 
     /// Sends one welcome email again, with the current invitation.
     #[activity(name = "resend_email")]
-    pub async fn resend_email(self: Arc<Self>, _ctx: ActivityContext, input: EmailInput) -> Result<EmailOutcome, ActivityError> {
+    pub async fn resend_email(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: EmailInput,
+    ) -> Result<EmailOutcome, ActivityError> {
         let spec = &input.tenant;
-        let code = self.identity.current_invitation_code(spec).await.map_err(to_activity_error)?;
-        self.mailer.resend(spec, input.kind, &code).await.map_err(to_activity_error)
+        let code = self
+            .identity
+            .current_invitation_code(spec)
+            .await
+            .map_err(to_activity_error)?;
+        self.mailer
+            .resend(spec, input.kind, &code)
+            .await
+            .map_err(to_activity_error)
     }
 
     #[activity(name = "release_resource")]
-    pub async fn release_resource(self: Arc<Self>, ctx: ActivityContext, input: ReleaseInput) -> Result<(), ActivityError> {
+    pub async fn release_resource(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        input: ReleaseInput,
+    ) -> Result<(), ActivityError> {
         self.release(&ctx, &input).await
     }
 
     /// Suspend: nobody signs in (the flag in the tenant's database), then the public route
     /// answers 503 again.
     #[activity(name = "close_public_traffic")]
-    pub async fn close_public_traffic(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
+    pub async fn close_public_traffic(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<(), ActivityError> {
         let spec = &input.tenant;
         let database_url = self.storage.connection_url(spec);
-        self.workloads.set_suspended(spec, &database_url, true).await.map_err(to_activity_error)?;
-        self.edge.close_public(spec).await.map_err(to_activity_error)
+        self.workloads
+            .set_suspended(spec, &database_url, true)
+            .await
+            .map_err(to_activity_error)?;
+        self.edge
+            .close_public(spec)
+            .await
+            .map_err(to_activity_error)
     }
 
     /// Resume: sign-in works again, then public traffic flows again.
     #[activity(name = "open_public_traffic")]
-    pub async fn open_public_traffic(self: Arc<Self>, _ctx: ActivityContext, input: PhaseInput) -> Result<(), ActivityError> {
+    pub async fn open_public_traffic(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PhaseInput,
+    ) -> Result<(), ActivityError> {
         let spec = &input.tenant;
         let database_url = self.storage.connection_url(spec);
-        self.workloads.set_suspended(spec, &database_url, false).await.map_err(to_activity_error)?;
+        self.workloads
+            .set_suspended(spec, &database_url, false)
+            .await
+            .map_err(to_activity_error)?;
         self.edge.open_public(spec).await.map_err(to_activity_error)
     }
 }

@@ -29,13 +29,19 @@ pub struct TenantKey {
 
 impl TenantKey {
     pub fn new(org: impl Into<String>, slug: impl Into<String>) -> Self {
-        Self { org: org.into(), slug: slug.into() }
+        Self {
+            org: org.into(),
+            slug: slug.into(),
+        }
     }
 
     /// The tenant id: a UUIDv5 of the key. `/` cannot appear in a slug, so the joined form
     /// is unambiguous.
     pub fn tenant_id(&self) -> Uuid {
-        Uuid::new_v5(&TENANT_NAMESPACE, format!("{}/{}", self.org, self.slug).as_bytes())
+        Uuid::new_v5(
+            &TENANT_NAMESPACE,
+            format!("{}/{}", self.org, self.slug).as_bytes(),
+        )
     }
 
     /// One workflow id per key; every incarnation of the tenant is a run of it.
@@ -97,7 +103,11 @@ impl DerivedNames {
         if self.host.len() > NameLimits::HOST_NAME {
             problems.push(format!("host name {} is longer than 253 bytes", self.host));
         }
-        if let Some(long) = self.host.split('.').find(|l| l.is_empty() || l.len() > NameLimits::DNS_LABEL) {
+        if let Some(long) = self
+            .host
+            .split('.')
+            .find(|l| l.is_empty() || l.len() > NameLimits::DNS_LABEL)
+        {
             problems.push(format!("host name has an empty or overlong label {long:?}"));
         }
         for (what, name) in [("database", &self.database), ("role", &self.role)] {
@@ -118,12 +128,15 @@ pub fn check_domain(domain: &str) -> Result<(), String> {
     // The longest label is 30 + 1 + 30 characters, plus the dot.
     let longest_host = 61 + 1 + domain.len();
     if longest_host > NameLimits::HOST_NAME {
-        return Err(format!("domain {domain:?} is too long: tenant host names would exceed 253 bytes"));
+        return Err(format!(
+            "domain {domain:?} is too long: tenant host names would exceed 253 bytes"
+        ));
     }
     let labels_ok = domain.split('.').all(|l| {
         !l.is_empty()
             && l.len() <= NameLimits::DNS_LABEL
-            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     });
@@ -140,8 +153,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn slug() -> impl Strategy<Value = String> {
-        "[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,6}){0,3}"
-            .prop_filter("within the slug limit", |s| s.len() <= MAX_SLUG_LEN && matches_name_pattern(s))
+        "[a-z][a-z0-9]{0,6}(-[a-z0-9]{1,6}){0,3}".prop_filter("within the slug limit", |s| {
+            s.len() <= MAX_SLUG_LEN && matches_name_pattern(s)
+        })
     }
 
     #[test]
@@ -165,8 +179,17 @@ mod tests {
     #[test]
     fn longest_key_fits_every_system() {
         let key = TenantKey::new("o".repeat(30), "s".repeat(30));
-        assert!(key.derive("tenants.example.com").limit_violations().is_empty());
-        let long_domain = format!("{}.{}.{}.example.com", "d".repeat(63), "d".repeat(63), "d".repeat(63));
+        assert!(
+            key.derive("tenants.example.com")
+                .limit_violations()
+                .is_empty()
+        );
+        let long_domain = format!(
+            "{}.{}.{}.example.com",
+            "d".repeat(63),
+            "d".repeat(63),
+            "d".repeat(63)
+        );
         assert!(check_domain(&long_domain).is_err());
     }
 

@@ -357,7 +357,11 @@ pub struct LifecycleRequest {
 
 impl LifecycleRequest {
     pub fn new(action: LifecycleAction, actor: impl Into<String>) -> Self {
-        Self { action, actor: actor.into(), email: None }
+        Self {
+            action,
+            actor: actor.into(),
+            email: None,
+        }
     }
 
     /// Why the request is malformed, independent of the tenant's state.
@@ -408,18 +412,40 @@ mod tests {
     fn names_round_trip() {
         for p in Phase::ALL {
             assert_eq!(Phase::parse(p.as_str()), Some(p));
-            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.as_str()));
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
         }
-        for s in ["provisioning", "active", "suspended", "compensating", "failed", "decommissioning", "decommissioned"] {
+        for s in [
+            "provisioning",
+            "active",
+            "suspended",
+            "compensating",
+            "failed",
+            "decommissioning",
+            "decommissioned",
+        ] {
             assert_eq!(TenantState::parse(s).unwrap().as_str(), s);
         }
     }
 
     #[test]
     fn wrong_state_actions_are_refused_with_a_reason() {
-        assert!(LifecycleAction::Suspend.refusal(TenantState::Active).is_none());
+        assert!(
+            LifecycleAction::Suspend
+                .refusal(TenantState::Active)
+                .is_none()
+        );
         let why = LifecycleAction::Retry.refusal(TenantState::Active).unwrap();
-        assert_eq!(why, "cannot retry a tenant that is active; allowed from: failed");
-        assert!(LifecycleAction::Decommission.refusal(TenantState::Decommissioned).is_some());
+        assert_eq!(
+            why,
+            "cannot retry a tenant that is active; allowed from: failed"
+        );
+        assert!(
+            LifecycleAction::Decommission
+                .refusal(TenantState::Decommissioned)
+                .is_some()
+        );
     }
 }

@@ -45,7 +45,11 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
-        Self { field: field.to_owned(), code: code.to_owned(), message: message.into() }
+        Self {
+            field: field.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -58,7 +62,10 @@ impl std::fmt::Display for FieldError {
 /// Checks a request against the one rule; `known_plans` are the plan names that exist.
 ///
 /// Returns every refused field at once, so a form can show all of them together.
-pub fn validate(request: &TenantRequest, known_plans: &[&str]) -> Result<ValidRequest, Vec<FieldError>> {
+pub fn validate(
+    request: &TenantRequest,
+    known_plans: &[&str],
+) -> Result<ValidRequest, Vec<FieldError>> {
     let mut errors = Vec::new();
     check_slug("org", &request.org, MAX_SLUG_LEN, &mut errors);
     check_slug("slug", &request.slug, MAX_SLUG_LEN, &mut errors);
@@ -94,7 +101,9 @@ pub fn validate(request: &TenantRequest, known_plans: &[&str]) -> Result<ValidRe
 /// regex engine, and proven equal to the published pattern by a property test.
 pub fn matches_name_pattern(value: &str) -> bool {
     let bytes = value.as_bytes();
-    let Some(first) = bytes.first() else { return false };
+    let Some(first) = bytes.first() else {
+        return false;
+    };
     if !first.is_ascii_lowercase() {
         return false;
     }
@@ -111,19 +120,30 @@ pub fn matches_name_pattern(value: &str) -> bool {
 
 fn check_slug(field: &str, value: &str, max_len: usize, errors: &mut Vec<FieldError>) {
     if value.is_empty() {
-        errors.push(FieldError::new(field, "required", format!("{field} is required")));
+        errors.push(FieldError::new(
+            field,
+            "required",
+            format!("{field} is required"),
+        ));
         return;
     }
     if value.len() > max_len {
         errors.push(FieldError::new(
             field,
             "too_long",
-            format!("{field} is {} characters; at most {max_len} are allowed", value.chars().count()),
+            format!(
+                "{field} is {} characters; at most {max_len} are allowed",
+                value.chars().count()
+            ),
         ));
         return;
     }
     if !matches_name_pattern(value) {
-        errors.push(FieldError::new(field, "pattern", pattern_hint(field, value)));
+        errors.push(FieldError::new(
+            field,
+            "pattern",
+            pattern_hint(field, value),
+        ));
     }
 }
 
@@ -150,7 +170,11 @@ fn pattern_hint(field: &str, value: &str) -> String {
 fn check_email(value: &str, errors: &mut Vec<FieldError>) {
     const FIELD: &str = "first_admin_email";
     if value.is_empty() {
-        errors.push(FieldError::new(FIELD, "required", "first_admin_email is required"));
+        errors.push(FieldError::new(
+            FIELD,
+            "required",
+            "first_admin_email is required",
+        ));
         return;
     }
     if value.len() > MAX_EMAIL_LEN {
@@ -164,7 +188,9 @@ fn check_email(value: &str, errors: &mut Vec<FieldError>) {
     // Only plain `local@domain` addresses: no display names, comments or quoted parts, and
     // ASCII only, so the address is the same byte string in every system it reaches.
     let plain = value.is_ascii()
-        && !value.chars().any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == '"')
         && value.parse::<email_address::EmailAddress>().is_ok();
     let has_dotted_domain = value
         .rsplit_once('@')
@@ -226,7 +252,9 @@ mod tests {
 
     #[test]
     fn refuses_each_malformed_slug() {
-        for bad in ["Prod", "1prod", "-prod", "prod-", "pro--d", "pröd", "pr od", " prod", "prod_1", "р"] {
+        for bad in [
+            "Prod", "1prod", "-prod", "prod-", "pro--d", "pröd", "pr od", " prod", "prod_1", "р",
+        ] {
             let refused = refused_fields(&request("acme", bad, None));
             assert_eq!(refused, vec![("slug".into(), "pattern".into())], "{bad:?}");
         }
@@ -253,10 +281,20 @@ mod tests {
 
     #[test]
     fn refuses_display_names_and_non_ascii_emails() {
-        for bad in ["Admin <a@example.com>", "a@localhost", "ä@example.com", "a b@example.com", "a@[127.0.0.1]"] {
+        for bad in [
+            "Admin <a@example.com>",
+            "a@localhost",
+            "ä@example.com",
+            "a b@example.com",
+            "a@[127.0.0.1]",
+        ] {
             let mut r = request("acme", "prod", None);
             r.first_admin_email = bad.into();
-            assert_eq!(refused_fields(&r), vec![("first_admin_email".into(), "invalid_email".into())], "{bad:?}");
+            assert_eq!(
+                refused_fields(&r),
+                vec![("first_admin_email".into(), "invalid_email".into())],
+                "{bad:?}"
+            );
         }
     }
 
@@ -279,9 +317,18 @@ mod tests {
     /// An independent reading of `^[a-z][a-z0-9]*(-[a-z0-9]+)*$` to test the matcher against.
     fn regex_lite_match(s: &str) -> bool {
         let mut parts = s.split('-');
-        let Some(head) = parts.next() else { return false };
+        let Some(head) = parts.next() else {
+            return false;
+        };
         let head_ok = head.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && head.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        head_ok && parts.all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+            && head
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        head_ok
+            && parts.all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
     }
 }

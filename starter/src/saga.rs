@@ -3,9 +3,10 @@
 
 use anyhow::Context;
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, WorkflowCountOptions, WorkflowExecuteUpdateOptions,
-    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
-    envconfig::LoadClientConfigProfileOptions, errors::WorkflowQueryError,
+    Client, ClientOptions, Connection, ConnectionOptions, WorkflowCountOptions,
+    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowQueryOptions, WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions,
+    errors::WorkflowQueryError,
 };
 use temporalio_common::{
     MemoValues,
@@ -37,7 +38,9 @@ impl Saga {
         let (conn_opts, client_opts) =
             ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
                 .map_err(|e| anyhow::anyhow!("reading Temporal client settings: {e}"))?;
-        let connection = Connection::connect(conn_opts).await.context("connecting to Temporal")?;
+        let connection = Connection::connect(conn_opts)
+            .await
+            .context("connecting to Temporal")?;
         let client = Client::new(connection, client_opts)?;
         Ok(Self { client })
     }
@@ -90,8 +93,13 @@ impl Saga {
 
     /// The workflow's `status` query; `None` when no workflow exists for the id.
     pub async fn status(&self, workflow_id: &str) -> anyhow::Result<Option<TenantStatus>> {
-        let handle = self.client.get_workflow_handle::<ProvisionTenant>(workflow_id);
-        match handle.query(ProvisionTenant::status, (), WorkflowQueryOptions::default()).await {
+        let handle = self
+            .client
+            .get_workflow_handle::<ProvisionTenant>(workflow_id);
+        match handle
+            .query(ProvisionTenant::status, (), WorkflowQueryOptions::default())
+            .await
+        {
             Ok(status) => Ok(Some(status)),
             Err(WorkflowQueryError::NotFound(_)) => Ok(None),
             Err(e) => Err(e).context("querying the tenant's workflow"),
@@ -105,7 +113,9 @@ impl Saga {
         request: LifecycleRequest,
     ) -> anyhow::Result<ActionOutcome> {
         use temporalio_client::errors::WorkflowUpdateError;
-        let handle = self.client.get_workflow_handle::<ProvisionTenant>(workflow_id);
+        let handle = self
+            .client
+            .get_workflow_handle::<ProvisionTenant>(workflow_id);
         match handle
             .execute_update(
                 ProvisionTenant::request_lifecycle,
@@ -115,7 +125,9 @@ impl Saga {
             .await
         {
             Ok(answer) => Ok(ActionOutcome::Accepted(answer)),
-            Err(WorkflowUpdateError::Failed(failure)) => Ok(ActionOutcome::Refused(failure.message.clone())),
+            Err(WorkflowUpdateError::Failed(failure)) => {
+                Ok(ActionOutcome::Refused(failure.message.clone()))
+            }
             Err(e) => Err(e).context("sending the lifecycle action to the tenant's workflow"),
         }
     }
@@ -137,7 +149,9 @@ impl Saga {
         use temporalio_client::{
             WorkflowDescribeOptions, WorkflowExecutionStatus, errors::WorkflowInteractionError,
         };
-        let handle = self.client.get_workflow_handle::<ProvisionTenant>(workflow_id);
+        let handle = self
+            .client
+            .get_workflow_handle::<ProvisionTenant>(workflow_id);
         match handle.describe(WorkflowDescribeOptions::default()).await {
             Ok(description) => {
                 let run_id = description.run_id().to_owned();
@@ -145,7 +159,10 @@ impl Saga {
                     WorkflowExecutionStatus::Running | WorkflowExecutionStatus::Paused => {
                         WorkflowRun::Open { run_id }
                     }
-                    status => WorkflowRun::Closed { run_id, status: format!("{status:?}").to_lowercase() },
+                    status => WorkflowRun::Closed {
+                        run_id,
+                        status: format!("{status:?}").to_lowercase(),
+                    },
                 })
             }
             Err(WorkflowInteractionError::NotFound(_)) => Ok(WorkflowRun::Missing),

@@ -100,8 +100,14 @@ async fn lifecycle_actions_are_refused_to_those_who_may_not_act() {
         let bad = app.post(&path, &owner).await;
         assert_problem(&bad, StatusCode::BAD_REQUEST, "validation");
         assert_eq!(bad.body["errors"][0]["field"], "kind", "{}", bad.body);
-        assert_eq!(bad.body["errors"][0]["code"], "unknown_email", "{}", bad.body);
-        let message = bad.body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert_eq!(
+            bad.body["errors"][0]["code"], "unknown_email",
+            "{}",
+            bad.body
+        );
+        let message = bad.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default();
         assert!(
             message.contains("welcome, console_url, onboarding"),
             "{message}"

@@ -50,7 +50,12 @@ impl Store {
     }
 
     /// The tenant's events after `after_id`, oldest first.
-    pub async fn events(&self, tenant_id: Uuid, after_id: i64, limit: i64) -> sqlx::Result<Vec<AuditEvent>> {
+    pub async fn events(
+        &self,
+        tenant_id: Uuid,
+        after_id: i64,
+        limit: i64,
+    ) -> sqlx::Result<Vec<AuditEvent>> {
         sqlx::query_as(
             "SELECT id, tenant_id, incarnation, run_id, kind, phase, attempt, state, actor, message, detail, at
              FROM audit_events WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",

@@ -78,15 +78,24 @@ pub enum AcceptError {
     KeyHeld { org: String, slug: String },
     /// The host name label is held by another key.
     #[error("host name label {label} is held by another tenant")]
-    LabelHeld { label: String, holder_org: String, holder_slug: String },
+    LabelHeld {
+        label: String,
+        holder_org: String,
+        holder_slug: String,
+    },
     /// The organisation reached its plan's tenant quota.
     #[error("organisation {org} already has {count} tenants, the most its plan {plan} allows")]
-    QuotaReached { org: String, plan: String, count: i64 },
+    QuotaReached {
+        org: String,
+        plan: String,
+        count: i64,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
 
-const TENANT_COLUMNS: &str = "id, org_slug, slug, label, host, name, plan, first_admin_email, state, phase,
+const TENANT_COLUMNS: &str =
+    "id, org_slug, slug, label, host, name, plan, first_admin_email, state, phase,
     incarnation, workflow_id, run_id, requested_by, last_error, created_at, updated_at";
 
 impl Store {
@@ -105,18 +114,20 @@ impl Store {
             .execute(&mut *tx)
             .await?;
 
-        let existing: Option<TenantRow> =
-            sqlx::query_as(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE"))
-                .bind(names.tenant_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(row) = &existing {
-            if row.state().holds_slot() {
-                if row.same_request(request) {
-                    return Ok(AcceptOutcome::Existing(row.clone()));
-                }
-                return Err(AcceptError::KeyHeld { org: row.org_slug.clone(), slug: row.slug.clone() });
+        let existing: Option<TenantRow> = sqlx::query_as(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(names.tenant_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing.as_ref().filter(|row| row.state().holds_slot()) {
+            if row.same_request(request) {
+                return Ok(AcceptOutcome::Existing(row.clone()));
             }
+            return Err(AcceptError::KeyHeld {
+                org: row.org_slug.clone(),
+                slug: row.slug.clone(),
+            });
         }
 
         let holder: Option<(String, String)> = sqlx::query_as(
@@ -127,7 +138,11 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((holder_org, holder_slug)) = holder {
-            return Err(AcceptError::LabelHeld { label: names.label.clone(), holder_org, holder_slug });
+            return Err(AcceptError::LabelHeld {
+                label: names.label.clone(),
+                holder_org,
+                holder_slug,
+            });
         }
 
         let (count, max): (i64, i32) = sqlx::query_as(
@@ -139,7 +154,11 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         if count >= i64::from(max) {
-            return Err(AcceptError::QuotaReached { org: request.org.clone(), plan: request.plan.clone(), count });
+            return Err(AcceptError::QuotaReached {
+                org: request.org.clone(),
+                plan: request.plan.clone(),
+                count,
+            });
         }
 
         let row: TenantRow = sqlx::query_as(&format!(
@@ -189,18 +208,22 @@ impl Store {
     }
 
     pub async fn tenant(&self, org: &str, slug: &str) -> sqlx::Result<Option<TenantRow>> {
-        sqlx::query_as(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE org_slug = $1 AND slug = $2"))
-            .bind(org)
-            .bind(slug)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE org_slug = $1 AND slug = $2"
+        ))
+        .bind(org)
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     pub async fn tenant_by_id(&self, id: Uuid) -> sqlx::Result<Option<TenantRow>> {
-        sqlx::query_as(&format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
+        sqlx::query_as(&format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
     }
 
     /// The recorded welcome emails of one incarnation of a tenant, by kind. An email not
@@ -243,16 +266,26 @@ impl Store {
     }
 
     /// Workflow ids of every tenant in one of `states`, for start-up reconciliation.
-    pub async fn workflow_ids_in_states(&self, states: &[TenantState]) -> sqlx::Result<Vec<String>> {
+    pub async fn workflow_ids_in_states(
+        &self,
+        states: &[TenantState],
+    ) -> sqlx::Result<Vec<String>> {
         let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        sqlx::query_scalar("SELECT workflow_id FROM tenants WHERE state = ANY($1) ORDER BY workflow_id")
-            .bind(states)
-            .fetch_all(&self.pool)
-            .await
+        sqlx::query_scalar(
+            "SELECT workflow_id FROM tenants WHERE state = ANY($1) ORDER BY workflow_id",
+        )
+        .bind(states)
+        .fetch_all(&self.pool)
+        .await
     }
 
     /// Records the workflow run serving the tenant's current incarnation.
-    pub async fn set_run_id(&self, tenant_id: Uuid, incarnation: i32, run_id: &str) -> sqlx::Result<()> {
+    pub async fn set_run_id(
+        &self,
+        tenant_id: Uuid,
+        incarnation: i32,
+        run_id: &str,
+    ) -> sqlx::Result<()> {
         sqlx::query("UPDATE tenants SET run_id = $3 WHERE id = $1 AND incarnation = $2")
             .bind(tenant_id)
             .bind(incarnation)

@@ -14,15 +14,22 @@ use tenant_tests::Stack;
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark: run with scripts/bench.sh"]
 async fn request_to_active_as_tenants_accumulate() -> anyhow::Result<()> {
-    let count: usize = std::env::var("TP_BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let count: usize = std::env::var("TP_BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let stack = Stack::start().await?;
     let mut timings = Vec::new();
     for i in 1..=count {
         let slug = format!("bench{i}");
         let started = Instant::now();
-        let created = stack.create_tenant(&slug, "enterprise", "bench@example.com", None).await?;
+        let created = stack
+            .create_tenant(&slug, "enterprise", "bench@example.com", None)
+            .await?;
         anyhow::ensure!(created.status == StatusCode::ACCEPTED, "{}", created.body);
-        stack.wait_for_state(&slug, "active", Duration::from_secs(120)).await?;
+        stack
+            .wait_for_state(&slug, "active", Duration::from_secs(120))
+            .await?;
         timings.push(started.elapsed());
     }
     println!("| tenants already active | request → active (ms) |");

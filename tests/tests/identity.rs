@@ -75,7 +75,13 @@ async fn raw_headers(stack: &Stack, mail: &Value) -> anyhow::Result<Vec<(String,
     let id = mail["id"].as_str().context("maildev id")?;
     let maildev = reqwest::Client::builder().no_proxy().build()?;
     let url = format!("{}/api/email/{id}/source", stack.maildev_web_url);
-    let source = maildev.get(url).send().await?.error_for_status()?.text().await?;
+    let source = maildev
+        .get(url)
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
     let head = source
         .split("\r\n\r\n")
         .next()

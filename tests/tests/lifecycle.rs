@@ -17,38 +17,65 @@ fn id_of(tenant: &Value) -> anyhow::Result<String> {
 }
 
 fn workflow_of(tenant: &Value) -> anyhow::Result<String> {
-    Ok(tenant["workflow_id"].as_str().context("workflow id")?.to_owned())
+    Ok(tenant["workflow_id"]
+        .as_str()
+        .context("workflow id")?
+        .to_owned())
 }
 
 /// A failing phase ends `failed` with every allocated resource released newest first and
 /// the history intact; once the fault is gone, `retry` reaches `active`.
-async fn failing_phase_unwinds_then_retry_succeeds(phase: &str, allocated_before: &[&str]) -> anyhow::Result<()> {
+async fn failing_phase_unwinds_then_retry_succeeds(
+    phase: &str,
+    allocated_before: &[&str],
+) -> anyhow::Result<()> {
     let stack = Stack::start_with(StackOptions {
         worker_env: vec![("TP_FAIL_PHASE".into(), phase.into())],
         ..Default::default()
     })
     .await?;
-    let created = stack.create_tenant("billing", "growth", "boss@example.com", None).await?;
+    let created = stack
+        .create_tenant("billing", "growth", "boss@example.com", None)
+        .await?;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
-    let tenant = stack.wait_for_state("billing", "failed", Duration::from_secs(150)).await?;
+    let tenant = stack
+        .wait_for_state("billing", "failed", Duration::from_secs(150))
+        .await?;
     let tenant_id = id_of(&tenant)?;
 
     assert_eq!(tenant["last_error"]["phase"], phase, "{tenant}");
     let reason = tenant["last_error"]["message"].as_str().unwrap_or_default();
-    assert!(reason.contains("injected failure"), "the real reason is kept: {reason}");
+    assert!(
+        reason.contains("injected failure"),
+        "the real reason is kept: {reason}"
+    );
     assert_nothing_left(&stack, "billing", &tenant_id).await?;
 
     let feed = events(&stack, "billing").await?;
-    let attempts = feed.iter().filter(|e| e["kind"] == "phase_failed" && e["phase"] == phase).count();
+    let attempts = feed
+        .iter()
+        .filter(|e| e["kind"] == "phase_failed" && e["phase"] == phase)
+        .count();
     assert_eq!(attempts, 5, "every attempt is in the feed");
-    let mut expected: Vec<String> = allocated_before.iter().rev().map(|p| p.to_string()).collect();
+    let mut expected: Vec<String> = allocated_before
+        .iter()
+        .rev()
+        .map(|p| p.to_string())
+        .collect();
     expected.insert(0, phase.to_string());
     if phase == "verify" {
         expected.remove(0);
     }
-    assert_eq!(released_in_order(&feed, 0), expected, "released newest first");
+    assert_eq!(
+        released_in_order(&feed, 0),
+        expected,
+        "released newest first"
+    );
     let states: Vec<&str> = feed.iter().filter_map(|e| e["state"].as_str()).collect();
-    let compensating = states.iter().position(|s| *s == "compensating").context("compensating state")?;
+    let compensating = states
+        .iter()
+        .position(|s| *s == "compensating")
+        .context("compensating state")?;
     assert_eq!(states.last(), Some(&"failed"));
     assert!(compensating < states.len() - 1);
 
@@ -57,7 +84,9 @@ async fn failing_phase_unwinds_then_retry_succeeds(phase: &str, allocated_before
     stack.remove_worker_env("TP_FAIL_PHASE");
     stack.start_worker().await?;
     temporal_update(&stack, &workflow_of(&tenant)?, "retry").await?;
-    stack.wait_for_state("billing", "active", ACTIVE_WITHIN).await?;
+    stack
+        .wait_for_state("billing", "active", ACTIVE_WITHIN)
+        .await?;
     let page = stack.tenant_get(&stack.tenant_host("billing"), "/").await?;
     assert_eq!(page.status(), StatusCode::OK);
     let feed = events(&stack, "billing").await?;
@@ -77,13 +106,20 @@ async fn identity_failure_unwinds_and_retries() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn traffic_failure_unwinds_and_retries() -> anyhow::Result<()> {
-    failing_phase_unwinds_then_retry_succeeds("allocate_traffic", &["allocate_storage", "allocate_identity"]).await
+    failing_phase_unwinds_then_retry_succeeds(
+        "allocate_traffic",
+        &["allocate_storage", "allocate_identity"],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploy_failure_unwinds_and_retries() -> anyhow::Result<()> {
-    failing_phase_unwinds_then_retry_succeeds("deploy", &["allocate_storage", "allocate_identity", "allocate_traffic"])
-        .await
+    failing_phase_unwinds_then_retry_succeeds(
+        "deploy",
+        &["allocate_storage", "allocate_identity", "allocate_traffic"],
+    )
+    .await
 }
 
 /// Suspend and resume, seen through the tenant's host name; wrong-state actions are refused
@@ -92,54 +128,108 @@ async fn deploy_failure_unwinds_and_retries() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn suspend_resume_decommission_and_provision_again() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
-    stack.create_tenant("portal", "free", "chief@example.com", None).await?;
-    let tenant = stack.wait_for_state("portal", "active", ACTIVE_WITHIN).await?;
+    stack
+        .create_tenant("portal", "free", "chief@example.com", None)
+        .await?;
+    let tenant = stack
+        .wait_for_state("portal", "active", ACTIVE_WITHIN)
+        .await?;
     let (tenant_id, workflow_id) = (id_of(&tenant)?, workflow_of(&tenant)?);
     let host = stack.tenant_host("portal");
 
-    let refused = temporal_update(&stack, &workflow_id, "resume").await.expect_err("resume of an active tenant");
-    assert!(format!("{refused:#}").contains("cannot resume a tenant that is active"), "{refused:#}");
+    let refused = temporal_update(&stack, &workflow_id, "resume")
+        .await
+        .expect_err("resume of an active tenant");
+    assert!(
+        format!("{refused:#}").contains("cannot resume a tenant that is active"),
+        "{refused:#}"
+    );
 
     temporal_update(&stack, &workflow_id, "suspend").await?;
-    stack.wait_for_state("portal", "suspended", Duration::from_secs(30)).await?;
-    assert_eq!(stack.tenant_get(&host, "/").await?.status(), StatusCode::SERVICE_UNAVAILABLE);
+    stack
+        .wait_for_state("portal", "suspended", Duration::from_secs(30))
+        .await?;
+    assert_eq!(
+        stack.tenant_get(&host, "/").await?.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     // The same action as a signal, as the Web UI sends it.
     temporal_signal(&stack, &workflow_id, "resume").await?;
-    stack.wait_for_state("portal", "active", Duration::from_secs(30)).await?;
+    stack
+        .wait_for_state("portal", "active", Duration::from_secs(30))
+        .await?;
     assert_eq!(stack.tenant_get(&host, "/").await?.status(), StatusCode::OK);
 
     let feed = events(&stack, "portal").await?;
     let actors: Vec<(&str, &str)> = feed
         .iter()
         .filter(|e| e["kind"] == "suspended" || e["kind"] == "resumed")
-        .map(|e| (e["kind"].as_str().unwrap_or(""), e["actor"].as_str().unwrap_or("")))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(actors, [("suspended", "ops-test"), ("resumed", "ops-ui")]);
 
-    let before = feed.iter().filter_map(|e| e["id"].as_i64()).max().unwrap_or(0);
+    let before = feed
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .max()
+        .unwrap_or(0);
     temporal_update(&stack, &workflow_id, "decommission").await?;
-    stack.wait_for_state("portal", "decommissioned", Duration::from_secs(60)).await?;
+    stack
+        .wait_for_state("portal", "decommissioned", Duration::from_secs(60))
+        .await?;
     assert_nothing_left(&stack, "portal", &tenant_id).await?;
     let feed = events(&stack, "portal").await?;
     assert_eq!(
         released_in_order(&feed, before),
-        ["deploy", "allocate_traffic", "allocate_identity", "allocate_storage"],
+        [
+            "deploy",
+            "allocate_traffic",
+            "allocate_identity",
+            "allocate_storage"
+        ],
         "decommission releases newest first"
     );
-    assert_eq!(stack.tenant_get(&host, "/").await?.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        stack.tenant_get(&host, "/").await?.status(),
+        StatusCode::NOT_FOUND
+    );
 
     // The slot is free again: same key, same tenant id, a new incarnation.
-    let again = stack.create_tenant("portal", "free", "chief@example.com", None).await?;
+    let again = stack
+        .create_tenant("portal", "free", "chief@example.com", None)
+        .await?;
     assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.body);
     assert_eq!(again.body["id"], tenant_id.as_str());
-    let reborn = stack.wait_for_state("portal", "active", ACTIVE_WITHIN).await?;
+    let reborn = stack
+        .wait_for_state("portal", "active", ACTIVE_WITHIN)
+        .await?;
     assert_eq!(reborn["incarnation"], 2);
     let feed = events(&stack, "portal").await?;
-    let incarnations: std::collections::BTreeSet<i64> = feed.iter().filter_map(|e| e["incarnation"].as_i64()).collect();
-    assert_eq!(incarnations.into_iter().collect::<Vec<_>>(), [1, 2], "both incarnations' history is readable");
-    let runs: std::collections::BTreeSet<&str> = feed.iter().filter_map(|e| e["run_id"].as_str()).filter(|r| !r.starts_with("request-")).collect();
-    assert_eq!(runs.len(), 2, "each event names the workflow run it belongs to");
+    let incarnations: std::collections::BTreeSet<i64> = feed
+        .iter()
+        .filter_map(|e| e["incarnation"].as_i64())
+        .collect();
+    assert_eq!(
+        incarnations.into_iter().collect::<Vec<_>>(),
+        [1, 2],
+        "both incarnations' history is readable"
+    );
+    let runs: std::collections::BTreeSet<&str> = feed
+        .iter()
+        .filter_map(|e| e["run_id"].as_str())
+        .filter(|r| !r.starts_with("request-"))
+        .collect();
+    assert_eq!(
+        runs.len(),
+        2,
+        "each event names the workflow run it belongs to"
+    );
     Ok(())
 }
 
@@ -151,23 +241,41 @@ async fn decommission_from_provisioning_and_failed() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let created = stack.create_tenant("early", "free", "e@example.com", None).await?;
+    let created = stack
+        .create_tenant("early", "free", "e@example.com", None)
+        .await?;
     let tenant_id = id_of(&created.body)?;
-    wait_for_event(&stack, "early", ACTIVE_WITHIN, |e| e["kind"] == "phase_started" && e["phase"] == "allocate_traffic").await?;
+    wait_for_event(&stack, "early", ACTIVE_WITHIN, |e| {
+        e["kind"] == "phase_started" && e["phase"] == "allocate_traffic"
+    })
+    .await?;
     temporal_update(&stack, &workflow_of(&created.body)?, "decommission").await?;
-    stack.wait_for_state("early", "decommissioned", Duration::from_secs(60)).await?;
+    stack
+        .wait_for_state("early", "decommissioned", Duration::from_secs(60))
+        .await?;
     assert_nothing_left(&stack, "early", &tenant_id).await?;
 
     stack.kill_worker(ProcessSignal::SIGTERM).await?;
     stack.remove_worker_env("TP_SLOW_PHASE");
     stack.set_worker_env("TP_FAIL_PHASE", "allocate_identity");
     stack.start_worker().await?;
-    let created = stack.create_tenant("doomed", "free", "d@example.com", None).await?;
-    let failed = stack.wait_for_state("doomed", "failed", Duration::from_secs(150)).await?;
-    let refused = temporal_update(&stack, &workflow_of(&failed)?, "suspend").await.expect_err("suspend of a failed tenant");
-    assert!(format!("{refused:#}").contains("cannot suspend a tenant that is failed"), "{refused:#}");
+    let created = stack
+        .create_tenant("doomed", "free", "d@example.com", None)
+        .await?;
+    let failed = stack
+        .wait_for_state("doomed", "failed", Duration::from_secs(150))
+        .await?;
+    let refused = temporal_update(&stack, &workflow_of(&failed)?, "suspend")
+        .await
+        .expect_err("suspend of a failed tenant");
+    assert!(
+        format!("{refused:#}").contains("cannot suspend a tenant that is failed"),
+        "{refused:#}"
+    );
     temporal_update(&stack, &workflow_of(&failed)?, "decommission").await?;
-    stack.wait_for_state("doomed", "decommissioned", Duration::from_secs(60)).await?;
+    stack
+        .wait_for_state("doomed", "decommissioned", Duration::from_secs(60))
+        .await?;
     assert_nothing_left(&stack, "doomed", &id_of(&created.body)?).await?;
     Ok(())
 }
@@ -176,7 +284,9 @@ async fn decommission_from_provisioning_and_failed() -> anyhow::Result<()> {
 /// refusal is in the audit feed.
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_email_keeps_the_tenant_active() -> anyhow::Result<()> {
-    let smtp_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let smtp_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let script = format!(
         r#"
 import asyncio
@@ -192,7 +302,11 @@ asyncio.get_event_loop().run_forever()
 "#
     );
     let python = std::env::var("TP_AIOSMTPD_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
-    let mut smtp = tokio::process::Command::new(python).arg("-c").arg(script).kill_on_drop(true).spawn()?;
+    let mut smtp = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .kill_on_drop(true)
+        .spawn()?;
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_ok() {
             break;
@@ -205,13 +319,30 @@ asyncio.get_event_loop().run_forever()
         ..Default::default()
     })
     .await?;
-    stack.create_tenant("mailer", "free", "m@example.com", None).await?;
-    stack.wait_for_state("mailer", "active", ACTIVE_WITHIN).await?;
-    let feed = wait_for_event(&stack, "mailer", Duration::from_secs(60), |e| e["kind"] == "email_failed").await?;
-    let failed: Vec<&str> = feed.iter().filter(|e| e["kind"] == "email_failed").filter_map(|e| e["message"].as_str()).collect();
+    stack
+        .create_tenant("mailer", "free", "m@example.com", None)
+        .await?;
+    stack
+        .wait_for_state("mailer", "active", ACTIVE_WITHIN)
+        .await?;
+    let feed = wait_for_event(&stack, "mailer", Duration::from_secs(60), |e| {
+        e["kind"] == "email_failed"
+    })
+    .await?;
+    let failed: Vec<&str> = feed
+        .iter()
+        .filter(|e| e["kind"] == "email_failed")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert!(failed[0].contains("console_url") && failed[0].contains("550"), "{failed:?}");
-    wait_for_event(&stack, "mailer", Duration::from_secs(30), |e| e["kind"] == "email_sent" && e["message"].as_str().unwrap_or("").contains("onboarding")).await?;
+    assert!(
+        failed[0].contains("console_url") && failed[0].contains("550"),
+        "{failed:?}"
+    );
+    wait_for_event(&stack, "mailer", Duration::from_secs(30), |e| {
+        e["kind"] == "email_sent" && e["message"].as_str().unwrap_or("").contains("onboarding")
+    })
+    .await?;
     let tenant = stack.get_tenant("mailer").await?;
     assert_eq!(tenant.body["state"], "active");
     smtp.kill().await.ok();
@@ -226,22 +357,43 @@ async fn cancelled_workflow_releases_everything() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let created = stack.create_tenant("cancelme", "free", "c@example.com", None).await?;
+    let created = stack
+        .create_tenant("cancelme", "free", "c@example.com", None)
+        .await?;
     let tenant_id = id_of(&created.body)?;
     let workflow_id = workflow_of(&created.body)?;
-    wait_for_event(&stack, "cancelme", ACTIVE_WITHIN, |e| e["kind"] == "phase_started" && e["phase"] == "deploy").await?;
+    wait_for_event(&stack, "cancelme", ACTIVE_WITHIN, |e| {
+        e["kind"] == "phase_started" && e["phase"] == "deploy"
+    })
+    .await?;
     for _ in 0..100 {
         if !live_workloads(&tenant_id).is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(live_workloads(&tenant_id).len(), 1, "the workload runs when the cancel lands");
-    stack.temporal_cli(&["workflow", "cancel", "--workflow-id", &workflow_id]).await?;
-    stack.wait_for_state("cancelme", "failed", Duration::from_secs(90)).await?;
+    assert_eq!(
+        live_workloads(&tenant_id).len(),
+        1,
+        "the workload runs when the cancel lands"
+    );
+    stack
+        .temporal_cli(&["workflow", "cancel", "--workflow-id", &workflow_id])
+        .await?;
+    stack
+        .wait_for_state("cancelme", "failed", Duration::from_secs(90))
+        .await?;
     assert_nothing_left(&stack, "cancelme", &tenant_id).await?;
     let feed = events(&stack, "cancelme").await?;
-    assert_eq!(released_in_order(&feed, 0), ["deploy", "allocate_traffic", "allocate_identity", "allocate_storage"]);
+    assert_eq!(
+        released_in_order(&feed, 0),
+        [
+            "deploy",
+            "allocate_traffic",
+            "allocate_identity",
+            "allocate_storage"
+        ]
+    );
     Ok(())
 }
 
@@ -250,8 +402,12 @@ async fn cancelled_workflow_releases_everything() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn worker_start_brings_lost_services_back() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
-    stack.create_tenant("phoenix", "free", "p@example.com", None).await?;
-    let tenant = stack.wait_for_state("phoenix", "active", ACTIVE_WITHIN).await?;
+    stack
+        .create_tenant("phoenix", "free", "p@example.com", None)
+        .await?;
+    let tenant = stack
+        .wait_for_state("phoenix", "active", ACTIVE_WITHIN)
+        .await?;
     let tenant_id = id_of(&tenant)?;
     let host = stack.tenant_host("phoenix");
 
@@ -265,10 +421,20 @@ async fn worker_start_brings_lost_services_back() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(stack.tenant_get(&host, "/").await?.status().is_server_error(), "the service is gone");
+    assert!(
+        stack
+            .tenant_get(&host, "/")
+            .await?
+            .status()
+            .is_server_error(),
+        "the service is gone"
+    );
 
     stack.start_worker().await?;
-    wait_for_event(&stack, "phoenix", Duration::from_secs(60), |e| e["kind"] == "workload_restarted").await?;
+    wait_for_event(&stack, "phoenix", Duration::from_secs(60), |e| {
+        e["kind"] == "workload_restarted"
+    })
+    .await?;
     assert_eq!(stack.tenant_get(&host, "/").await?.status(), StatusCode::OK);
     assert_eq!(live_workloads(&tenant_id).len(), 1);
     assert_eq!(stack.get_tenant("phoenix").await?.body["state"], "active");

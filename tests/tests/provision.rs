@@ -20,12 +20,16 @@ async fn request_becomes_an_active_tenant() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
     let email = format!("admin-{}@example.com", stack.id);
 
-    let created = stack.create_tenant("production", "growth", &email, Some("production-eu")).await?;
+    let created = stack
+        .create_tenant("production", "growth", &email, Some("production-eu"))
+        .await?;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
     let tenant_id = created.body["id"].as_str().context("tenant id")?.to_owned();
     assert_eq!(created.body["state"], "provisioning");
 
-    let tenant = stack.wait_for_state("production", "active", ACTIVE_WITHIN).await?;
+    let tenant = stack
+        .wait_for_state("production", "active", ACTIVE_WITHIN)
+        .await?;
     assert_eq!(tenant["id"], tenant_id.as_str());
     let host = stack.tenant_host("production");
     assert_eq!(tenant["host"], host.as_str());
@@ -37,12 +41,23 @@ async fn request_becomes_an_active_tenant() -> anyhow::Result<()> {
     assert!(page.text().await?.contains("production-eu"));
 
     // Three emails to the first admin, in order.
-    let mails = stack.wait_for_emails(&email, 3, Duration::from_secs(30)).await?;
+    let mails = stack
+        .wait_for_emails(&email, 3, Duration::from_secs(30))
+        .await?;
     let subjects: Vec<&str> = mails.iter().filter_map(|m| m["subject"].as_str()).collect();
     assert_eq!(subjects.len(), 3, "{subjects:?}");
-    assert!(subjects[0].to_lowercase().contains("welcome"), "{subjects:?}");
-    assert!(subjects[1].to_lowercase().contains("console"), "{subjects:?}");
-    assert!(subjects[2].to_lowercase().contains("getting started"), "{subjects:?}");
+    assert!(
+        subjects[0].to_lowercase().contains("welcome"),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects[1].to_lowercase().contains("console"),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects[2].to_lowercase().contains("getting started"),
+        "{subjects:?}"
+    );
 
     // The audit feed: every phase started and completed, in order, then active, then emails.
     let feed = events(&stack, "production").await?;
@@ -53,17 +68,32 @@ async fn request_becomes_an_active_tenant() -> anyhow::Result<()> {
         .collect();
     assert_eq!(
         completed,
-        ["validate", "allocate_storage", "allocate_identity", "allocate_traffic", "deploy", "verify", "mark_active"]
+        [
+            "validate",
+            "allocate_storage",
+            "allocate_identity",
+            "allocate_traffic",
+            "deploy",
+            "verify",
+            "mark_active"
+        ]
     );
     let kinds: Vec<&str> = feed.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"request_accepted"), "{kinds:?}");
-    let active_at = feed.iter().position(|e| e["state"] == "active").context("no active event")?;
+    let active_at = feed
+        .iter()
+        .position(|e| e["state"] == "active")
+        .context("no active event")?;
     let mark_active_at = feed
         .iter()
         .position(|e| e["kind"] == "phase_completed" && e["phase"] == "mark_active")
         .context("no mark_active event")?;
     assert!(mark_active_at < active_at);
-    assert_eq!(kinds.iter().filter(|k| **k == "email_sent").count(), 3, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "email_sent").count(),
+        3,
+        "{kinds:?}"
+    );
     let ids: Vec<i64> = feed.iter().filter_map(|e| e["id"].as_i64()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "event ids in order");
 
@@ -73,20 +103,36 @@ async fn request_becomes_an_active_tenant() -> anyhow::Result<()> {
             "SELECT kind FROM resources WHERE tenant_id = '{tenant_id}' AND released_at IS NULL ORDER BY id"
         ))
         .await?;
-    let kinds: Vec<String> = ledger.into_iter().filter_map(|row| row[0].clone()).collect();
+    let kinds: Vec<String> = ledger
+        .into_iter()
+        .filter_map(|row| row[0].clone())
+        .collect();
     assert_eq!(kinds, ["storage", "identity", "traffic", "workload"]);
 
     // The Web UI's filter finds it (visibility is eventually consistent: poll).
-    let workflow_id = tenant["workflow_id"].as_str().context("workflow id")?.to_owned();
+    let workflow_id = tenant["workflow_id"]
+        .as_str()
+        .context("workflow id")?
+        .to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let listed = stack
-            .temporal_cli(&["workflow", "list", "--query", "TenantState = 'active'", "--output", "json"])
+            .temporal_cli(&[
+                "workflow",
+                "list",
+                "--query",
+                "TenantState = 'active'",
+                "--output",
+                "json",
+            ])
             .await?;
         if listed.contains(&workflow_id) {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "TenantState = 'active' did not find {workflow_id}: {listed}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "TenantState = 'active' did not find {workflow_id}: {listed}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(())
@@ -101,7 +147,9 @@ async fn public_route_answers_503_until_active() -> anyhow::Result<()> {
         ..Default::default()
     };
     let stack = Stack::start_with(options).await?;
-    let created = stack.create_tenant("staging", "free", "owner@example.com", None).await?;
+    let created = stack
+        .create_tenant("staging", "free", "owner@example.com", None)
+        .await?;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
     let host = stack.tenant_host("staging");
 
@@ -109,10 +157,16 @@ async fn public_route_answers_503_until_active() -> anyhow::Result<()> {
     let deadline = Instant::now() + ACTIVE_WITHIN;
     loop {
         let feed = events(&stack, "staging").await?;
-        if feed.iter().any(|e| e["kind"] == "phase_failed" && e["phase"] == "mark_active") {
+        if feed
+            .iter()
+            .any(|e| e["kind"] == "phase_failed" && e["phase"] == "mark_active")
+        {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "mark_active never failed: {feed:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "mark_active never failed: {feed:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let public = stack.tenant_get(&host, "/").await?;
@@ -121,12 +175,22 @@ async fn public_route_answers_503_until_active() -> anyhow::Result<()> {
     assert_eq!(platform.status(), StatusCode::OK);
 
     // After its retries the phase fails and everything is released, newest first.
-    let tenant = stack.wait_for_state("staging", "failed", Duration::from_secs(120)).await?;
+    let tenant = stack
+        .wait_for_state("staging", "failed", Duration::from_secs(120))
+        .await?;
     assert_eq!(tenant["last_error"]["phase"], "mark_active");
-    assert!(tenant["last_error"]["message"].as_str().unwrap_or("").contains("injected failure"), "{tenant}");
+    assert!(
+        tenant["last_error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("injected failure"),
+        "{tenant}"
+    );
     let tenant_id = tenant["id"].as_str().context("id")?;
     let live = stack
-        .psql(&format!("SELECT count(*) FROM resources WHERE tenant_id = '{tenant_id}' AND released_at IS NULL"))
+        .psql(&format!(
+            "SELECT count(*) FROM resources WHERE tenant_id = '{tenant_id}' AND released_at IS NULL"
+        ))
         .await?;
     assert_eq!(live[0][0].as_deref(), Some("0"));
     let released: Vec<String> = events(&stack, "staging")
@@ -135,11 +199,25 @@ async fn public_route_answers_503_until_active() -> anyhow::Result<()> {
         .filter(|e| e["kind"] == "resource_released")
         .filter_map(|e| e["phase"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(released, ["deploy", "allocate_traffic", "allocate_identity", "allocate_storage"]);
-    assert_eq!(stack.tenant_get(&host, "/").await?.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        released,
+        [
+            "deploy",
+            "allocate_traffic",
+            "allocate_identity",
+            "allocate_storage"
+        ]
+    );
+    assert_eq!(
+        stack.tenant_get(&host, "/").await?.status(),
+        StatusCode::NOT_FOUND
+    );
     assert!(live_workloads(tenant_id).is_empty());
     let databases = stack
-        .psql(&format!("SELECT count(*) FROM pg_database WHERE datname = 't_{}'", tenant_id.replace('-', "")))
+        .psql(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname = 't_{}'",
+            tenant_id.replace('-', "")
+        ))
         .await?;
     assert_eq!(databases[0][0].as_deref(), Some("0"));
     Ok(())
@@ -151,24 +229,46 @@ async fn public_route_answers_503_until_active() -> anyhow::Result<()> {
 async fn invalid_names_are_refused_before_anything_happens() -> anyhow::Result<()> {
     let stack = Stack::start().await?;
 
-    let answer = stack.create_tenant("production", "growth", "a@example.com", Some("Production")).await?;
+    let answer = stack
+        .create_tenant("production", "growth", "a@example.com", Some("Production"))
+        .await?;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     let errors = answer.body["errors"].as_array().context("field errors")?;
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["field"], "name");
     assert_eq!(errors[0]["code"], "pattern");
 
-    let answer = stack.create_tenant("Production", "growth", "a@example.com", None).await?;
+    let answer = stack
+        .create_tenant("Production", "growth", "a@example.com", None)
+        .await?;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     assert_eq!(answer.body["errors"][0]["field"], "slug");
 
     let rows = stack
         .psql("SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM audit_events), (SELECT count(*) FROM resources)")
         .await?;
-    assert_eq!(rows[0], [Some("0".into()), Some("0".into()), Some("0".into())]);
-    let listed = stack.temporal_cli(&["workflow", "count", "--query", "WorkflowType = 'ProvisionTenant'"]).await?;
-    assert!(listed.contains("Total: 0") || listed.trim().ends_with(": 0") || listed.trim() == "0", "{listed}");
-    assert!(std::fs::read_dir(stack.runtime_dir.join("routes")).map(|d| d.count()).unwrap_or(0) == 0);
+    assert_eq!(
+        rows[0],
+        [Some("0".into()), Some("0".into()), Some("0".into())]
+    );
+    let listed = stack
+        .temporal_cli(&[
+            "workflow",
+            "count",
+            "--query",
+            "WorkflowType = 'ProvisionTenant'",
+        ])
+        .await?;
+    assert!(
+        listed.contains("Total: 0") || listed.trim().ends_with(": 0") || listed.trim() == "0",
+        "{listed}"
+    );
+    assert!(
+        std::fs::read_dir(stack.runtime_dir.join("routes"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
     Ok(())
 }
 
@@ -183,22 +283,40 @@ async fn identical_requests_are_one_tenant() -> anyhow::Result<()> {
     );
     let (first, second) = (first?, second?);
     for answer in [&first, &second] {
-        assert!(answer.status.is_success(), "{} {}", answer.status, answer.body);
+        assert!(
+            answer.status.is_success(),
+            "{} {}",
+            answer.status,
+            answer.body
+        );
     }
     assert_eq!(first.body["id"], second.body["id"]);
 
-    let tenant = stack.wait_for_state("shop", "active", ACTIVE_WITHIN).await?;
-    let again = stack.create_tenant("shop", "free", "ops@example.com", None).await?;
+    let tenant = stack
+        .wait_for_state("shop", "active", ACTIVE_WITHIN)
+        .await?;
+    let again = stack
+        .create_tenant("shop", "free", "ops@example.com", None)
+        .await?;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     assert_eq!(again.body["id"], tenant["id"]);
     assert_eq!(again.body["run_id"], tenant["run_id"]);
 
-    let different = stack.create_tenant("shop", "growth", "ops@example.com", None).await?;
+    let different = stack
+        .create_tenant("shop", "growth", "ops@example.com", None)
+        .await?;
     assert_eq!(different.status, StatusCode::CONFLICT, "{}", different.body);
 
     let workflow_id = tenant["workflow_id"].as_str().context("workflow id")?;
     let runs = stack
-        .temporal_cli(&["workflow", "list", "--query", &format!("WorkflowId = '{workflow_id}'"), "--output", "json"])
+        .temporal_cli(&[
+            "workflow",
+            "list",
+            "--query",
+            &format!("WorkflowId = '{workflow_id}'"),
+            "--output",
+            "json",
+        ])
         .await?;
     let runs: Value = serde_json::from_str(&runs).unwrap_or(json!([]));
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
@@ -216,7 +334,9 @@ async fn worker_killed_during_deploy_recovers() -> anyhow::Result<()> {
         ..Default::default()
     };
     let stack = Stack::start_with(options).await?;
-    let created = stack.create_tenant("crm", "growth", "it@example.com", None).await?;
+    let created = stack
+        .create_tenant("crm", "growth", "it@example.com", None)
+        .await?;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
     let tenant_id = created.body["id"].as_str().context("id")?.to_owned();
 
@@ -224,16 +344,26 @@ async fn worker_killed_during_deploy_recovers() -> anyhow::Result<()> {
     let deadline = Instant::now() + ACTIVE_WITHIN;
     loop {
         let started = !live_workloads(&tenant_id).is_empty();
-        let ready = stack.platform_get(&stack.tenant_host("crm"), "/healthz/ready").await.map(|r| r.status().is_success()).unwrap_or(false);
+        let ready = stack
+            .platform_get(&stack.tenant_host("crm"), "/healthz/ready")
+            .await
+            .map(|r| r.status().is_success())
+            .unwrap_or(false);
         if started && ready {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the workload never started\n{}", stack.log_tail("worker", 40));
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the workload never started\n{}",
+            stack.log_tail("worker", 40)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let feed = events(&stack, "crm").await?;
     assert!(
-        !feed.iter().any(|e| e["kind"] == "phase_completed" && e["phase"] == "deploy"),
+        !feed
+            .iter()
+            .any(|e| e["kind"] == "phase_completed" && e["phase"] == "deploy"),
         "the kill must land inside the deploy phase"
     );
     stack.kill_worker(ProcessSignal::SIGKILL).await?;
@@ -241,17 +371,36 @@ async fn worker_killed_during_deploy_recovers() -> anyhow::Result<()> {
     assert_eq!(survivor.len(), 1, "the workload survives its worker");
     stack.start_worker().await?;
 
-    stack.wait_for_state("crm", "active", Duration::from_secs(180)).await?;
-    assert_eq!(live_workloads(&tenant_id), survivor, "the same single workload serves the tenant");
+    stack
+        .wait_for_state("crm", "active", Duration::from_secs(180))
+        .await?;
+    assert_eq!(
+        live_workloads(&tenant_id),
+        survivor,
+        "the same single workload serves the tenant"
+    );
     let allocations = stack
         .psql(&format!("SELECT kind, count(*) FROM resources WHERE tenant_id = '{tenant_id}' GROUP BY kind ORDER BY kind"))
         .await?;
     assert_eq!(allocations.len(), 4, "{allocations:?}");
-    assert!(allocations.iter().all(|row| row[1].as_deref() == Some("1")), "{allocations:?}");
+    assert!(
+        allocations.iter().all(|row| row[1].as_deref() == Some("1")),
+        "{allocations:?}"
+    );
     let database = format!("t_{}", tenant_id.replace('-', ""));
-    let starts = stack.psql_on(&database, "SELECT count(*) FROM service_starts").await?;
-    assert_eq!(starts[0][0].as_deref(), Some("1"), "the workload was started once");
+    let starts = stack
+        .psql_on(&database, "SELECT count(*) FROM service_starts")
+        .await?;
+    assert_eq!(
+        starts[0][0].as_deref(),
+        Some("1"),
+        "the workload was started once"
+    );
     let feed = events(&stack, "crm").await?;
-    assert!(feed.iter().any(|e| e["kind"] == "phase_started" && e["phase"] == "deploy" && e["attempt"] == 2), "deploy was retried");
+    assert!(
+        feed.iter()
+            .any(|e| e["kind"] == "phase_started" && e["phase"] == "deploy" && e["attempt"] == 2),
+        "deploy was retried"
+    );
     Ok(())
 }

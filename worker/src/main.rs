@@ -11,7 +11,8 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use temporalio_client::{
-    Client, ClientOptions, Connection, WorkflowSignalOptions, envconfig::LoadClientConfigProfileOptions,
+    Client, ClientOptions, Connection, WorkflowSignalOptions,
+    envconfig::LoadClientConfigProfileOptions,
 };
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tenant_activities::{ActivitiesConfig, temporal::TenantActivities};
@@ -42,10 +43,18 @@ struct Args {
     public_https_port: u16,
     #[arg(long, env = "TP_PLATFORM_HTTP_PORT", default_value_t = 8444)]
     platform_http_port: u16,
-    #[arg(long, env = "TP_CADDY_ADMIN_URL", default_value = "http://127.0.0.1:2019")]
+    #[arg(
+        long,
+        env = "TP_CADDY_ADMIN_URL",
+        default_value = "http://127.0.0.1:2019"
+    )]
     caddy_admin_url: String,
     /// Short directory for edge routes and workload sockets (at most 30 bytes).
-    #[arg(long, env = "TP_RUNTIME_DIR", default_value = "/tmp/tenant-provisioner")]
+    #[arg(
+        long,
+        env = "TP_RUNTIME_DIR",
+        default_value = "/tmp/tenant-provisioner"
+    )]
     runtime_dir: PathBuf,
     /// The tenant service binary; defaults to `tenant-service` next to this binary.
     #[arg(long, env = "TP_TENANT_SERVICE_BIN")]
@@ -54,7 +63,11 @@ struct Args {
     smtp_host: String,
     #[arg(long, env = "TP_SMTP_PORT", default_value_t = 1025)]
     smtp_port: u16,
-    #[arg(long, env = "TP_MAIL_FROM", default_value = "Tenant Provisioner <no-reply@tenants.localhost>")]
+    #[arg(
+        long,
+        env = "TP_MAIL_FROM",
+        default_value = "Tenant Provisioner <no-reply@tenants.localhost>"
+    )]
     mail_from: String,
     #[arg(long, env = "TP_CONSOLE_URL", default_value = "http://127.0.0.1:8080/")]
     console_url: String,
@@ -106,7 +119,9 @@ async fn main() -> anyhow::Result<()> {
             None => None,
         },
     });
-    cfg.check().map_err(anyhow::Error::msg).context("checking the worker settings")?;
+    cfg.check()
+        .map_err(anyhow::Error::msg)
+        .context("checking the worker settings")?;
     if let Some(phase) = &cfg.fail_phase {
         if tenant_domain::Phase::parse(phase).is_none() {
             anyhow::bail!("TP_FAIL_PHASE names no phase: {phase:?}");
@@ -124,9 +139,12 @@ async fn main() -> anyhow::Result<()> {
         .context("installing the edge config through Caddy's admin API")?;
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let (conn_opts, client_opts) = ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-        .map_err(|e| anyhow::anyhow!("reading Temporal client settings: {e}"))?;
-    let connection = Connection::connect(conn_opts).await.context("connecting to Temporal")?;
+    let (conn_opts, client_opts) =
+        ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+            .map_err(|e| anyhow::anyhow!("reading Temporal client settings: {e}"))?;
+    let connection = Connection::connect(conn_opts)
+        .await
+        .context("connecting to Temporal")?;
     let client = Client::new(connection, client_opts)?;
 
     tokio::spawn(reconcile_workloads(client.clone(), store));
@@ -154,7 +172,10 @@ async fn main() -> anyhow::Result<()> {
 /// host restart the services are gone, and only the saga may start them again. Idempotent,
 /// so any number of workers starting at once is harmless.
 async fn reconcile_workloads(client: Client, store: Store) {
-    let ids = match store.workflow_ids_in_states(&[TenantState::Active, TenantState::Suspended]).await {
+    let ids = match store
+        .workflow_ids_in_states(&[TenantState::Active, TenantState::Suspended])
+        .await
+    {
         Ok(ids) => ids,
         Err(err) => {
             warn!(error = %err, "could not list tenants to reconcile their services");
@@ -165,14 +186,23 @@ async fn reconcile_workloads(client: Client, store: Store) {
     for workflow_id in &ids {
         let handle = client.get_workflow_handle::<ProvisionTenant>(workflow_id.as_str());
         match handle
-            .signal(ProvisionTenant::ensure_running_signal, (), WorkflowSignalOptions::default())
+            .signal(
+                ProvisionTenant::ensure_running_signal,
+                (),
+                WorkflowSignalOptions::default(),
+            )
             .await
         {
             Ok(()) => asked += 1,
-            Err(err) => warn!(workflow_id = %workflow_id, error = %err, "could not ask a tenant to reconcile its service"),
+            Err(err) => {
+                warn!(workflow_id = %workflow_id, error = %err, "could not ask a tenant to reconcile its service")
+            }
         }
     }
-    info!(tenants = asked, "asked active and suspended tenants to make sure their services run");
+    info!(
+        tenants = asked,
+        "asked active and suspended tenants to make sure their services run"
+    );
 }
 
 async fn wait_for_stop_signal() {

@@ -16,10 +16,12 @@ use temporalio_common::{
 };
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityCancellationType, ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityCancellationType, ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken,
+    WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
-use tenant_activities::temporal::{DEPLOY_HEARTBEAT_TIMEOUT, PERMANENT_ERROR_TYPES, TenantActivities};
+use tenant_activities::temporal::{
+    DEPLOY_HEARTBEAT_TIMEOUT, PERMANENT_ERROR_TYPES, TenantActivities,
+};
 use tenant_domain::{
     EmailInput, EmailKind, EmailOutcome, LifecycleAction, LifecycleRequest, Phase, PhaseFailure,
     PhaseInput, RecordInput, ReleaseInput, ResourceKind, ResourceStatus, TenantSpec, TenantState,
@@ -83,7 +85,10 @@ impl Default for ProvisionTenant {
 #[workflow_methods]
 impl ProvisionTenant {
     #[run(name = "ProvisionTenant")]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, spec: TenantSpec) -> WorkflowResult<TenantStatus> {
+    pub async fn run(
+        ctx: &mut WorkflowContext<Self>,
+        spec: TenantSpec,
+    ) -> WorkflowResult<TenantStatus> {
         ctx.state_mut(|s| s.spec = Some(spec.clone()));
         ctx.upsert_search_attributes([
             ORG_KEY.value_set(spec.request.org.clone()),
@@ -95,14 +100,34 @@ impl ProvisionTenant {
                 s.round += 1;
                 s.round
             });
-            let actor = if round == 1 { spec.requested_by.clone() } else { "saga".to_owned() };
-            Self::transition(ctx, &spec, TenantState::Provisioning, None, "provisioning_started", format!("provisioning round {round} started"), &actor)
-                .await;
+            let actor = if round == 1 {
+                spec.requested_by.clone()
+            } else {
+                "saga".to_owned()
+            };
+            Self::transition(
+                ctx,
+                &spec,
+                TenantState::Provisioning,
+                None,
+                "provisioning_started",
+                format!("provisioning round {round} started"),
+                &actor,
+            )
+            .await;
 
             match Self::provision(ctx, &spec, round).await {
                 Ok(()) => {
-                    Self::transition(ctx, &spec, TenantState::Active, None, "state_changed", "tenant is active: public traffic is served".into(), "saga")
-                        .await;
+                    Self::transition(
+                        ctx,
+                        &spec,
+                        TenantState::Active,
+                        None,
+                        "state_changed",
+                        "tenant is active: public traffic is served".into(),
+                        "saga",
+                    )
+                    .await;
                     Self::send_welcome_emails(ctx, &spec, round).await;
                 }
                 Err(Interrupted::Decommission(request)) => {
@@ -134,14 +159,44 @@ impl ProvisionTenant {
                 };
                 match request.action {
                     LifecycleAction::Suspend => {
-                        Self::lifecycle_step(ctx, &spec, round, TenantActivities::close_public_traffic, "close public traffic").await;
-                        Self::transition(ctx, &spec, TenantState::Suspended, None, "suspended", "tenant suspended: public traffic refused".into(), &request.actor)
-                            .await;
+                        Self::lifecycle_step(
+                            ctx,
+                            &spec,
+                            round,
+                            TenantActivities::close_public_traffic,
+                            "close public traffic",
+                        )
+                        .await;
+                        Self::transition(
+                            ctx,
+                            &spec,
+                            TenantState::Suspended,
+                            None,
+                            "suspended",
+                            "tenant suspended: public traffic refused".into(),
+                            &request.actor,
+                        )
+                        .await;
                     }
                     LifecycleAction::Resume => {
-                        Self::lifecycle_step(ctx, &spec, round, TenantActivities::open_public_traffic, "open public traffic").await;
-                        Self::transition(ctx, &spec, TenantState::Active, None, "resumed", "tenant resumed: public traffic served".into(), &request.actor)
-                            .await;
+                        Self::lifecycle_step(
+                            ctx,
+                            &spec,
+                            round,
+                            TenantActivities::open_public_traffic,
+                            "open public traffic",
+                        )
+                        .await;
+                        Self::transition(
+                            ctx,
+                            &spec,
+                            TenantState::Active,
+                            None,
+                            "resumed",
+                            "tenant resumed: public traffic served".into(),
+                            &request.actor,
+                        )
+                        .await;
                     }
                     LifecycleAction::Decommission => {
                         Self::decommission(ctx, &spec, round, &request.actor).await;
@@ -151,7 +206,14 @@ impl ProvisionTenant {
                         Self::email_action(ctx, &spec, round, &request).await;
                     }
                     LifecycleAction::Retry => {
-                        Self::record_event(ctx, &spec, "retry_requested", format!("retry requested by {}", request.actor), &request.actor).await;
+                        Self::record_event(
+                            ctx,
+                            &spec,
+                            "retry_requested",
+                            format!("retry requested by {}", request.actor),
+                            &request.actor,
+                        )
+                        .await;
                         break;
                     }
                 }
@@ -177,8 +239,16 @@ impl ProvisionTenant {
     /// A lifecycle action with an answer: refused by the validator in the wrong state,
     /// otherwise queued and carried out by the main loop.
     #[update]
-    pub fn request_lifecycle(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: LifecycleRequest) -> String {
-        let answer = format!("{} accepted from state {}", request.action.as_str(), self.state);
+    pub fn request_lifecycle(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: LifecycleRequest,
+    ) -> String {
+        let answer = format!(
+            "{} accepted from state {}",
+            request.action.as_str(),
+            self.state
+        );
         self.pending.push_back(request);
         answer
     }
@@ -195,7 +265,11 @@ impl ProvisionTenant {
     /// The same actions as a signal, for the Web UI and the Temporal CLI. A signal cannot be
     /// refused, so one that does not fit the state is recorded in the audit feed and ignored.
     #[signal(name = "lifecycle")]
-    pub fn lifecycle_signal(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: LifecycleRequest) {
+    pub fn lifecycle_signal(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: LifecycleRequest,
+    ) {
         match self.refusal(&request) {
             None => self.pending.push_back(request),
             Some(why) => self.refused_signals.push_back((request, why)),
@@ -207,21 +281,37 @@ impl ProvisionTenant {
 async fn next_action(ctx: &mut WorkflowContext<ProvisionTenant>) -> Option<LifecycleRequest> {
     loop {
         if ctx
-            .wait_condition(|s| !s.pending.is_empty() || !s.refused_signals.is_empty() || s.ensure_running)
+            .wait_condition(|s| {
+                !s.pending.is_empty() || !s.refused_signals.is_empty() || s.ensure_running
+            })
             .await
             .is_err()
         {
             return None;
         }
         if ctx.state_mut(|s| std::mem::take(&mut s.ensure_running)) {
-            let spec = ctx.state(|s| s.spec.clone()).expect("spec is set before any wait");
+            let spec = ctx
+                .state(|s| s.spec.clone())
+                .expect("spec is set before any wait");
             ProvisionTenant::ensure_workload(ctx, &spec).await;
             continue;
         }
         if let Some((request, why)) = ctx.state_mut(|s| s.refused_signals.pop_front()) {
-            let spec = ctx.state(|s| s.spec.clone()).expect("spec is set before any wait");
-            ProvisionTenant::record_event(ctx, &spec, "action_refused", format!("{} signal from {} ignored: {why}", request.action.as_str(), request.actor), &request.actor)
-                .await;
+            let spec = ctx
+                .state(|s| s.spec.clone())
+                .expect("spec is set before any wait");
+            ProvisionTenant::record_event(
+                ctx,
+                &spec,
+                "action_refused",
+                format!(
+                    "{} signal from {} ignored: {why}",
+                    request.action.as_str(),
+                    request.actor
+                ),
+                &request.actor,
+            )
+            .await;
             continue;
         }
         return ctx.state_mut(|s| s.pending.pop_front());
@@ -252,20 +342,83 @@ impl ProvisionTenant {
             return Some(malformed);
         }
         if let Some(busy) = self.pending.front() {
-            return Some(format!("another action ({}) is in progress; try again when it completes", busy.action.as_str()));
+            return Some(format!(
+                "another action ({}) is in progress; try again when it completes",
+                busy.action.as_str()
+            ));
         }
         request.action.refusal(self.state)
     }
 
     /// Allocate, deploy, verify readiness and open the route; `Err` says why it stopped.
-    async fn provision(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32) -> Result<(), Interrupted> {
-        Self::phase(ctx, spec, round, Phase::Validate, TenantActivities::validate, None).await?;
-        Self::phase(ctx, spec, round, Phase::AllocateStorage, TenantActivities::allocate_storage, Some(ResourceKind::Storage)).await?;
-        Self::phase(ctx, spec, round, Phase::AllocateIdentity, TenantActivities::allocate_identity, Some(ResourceKind::Identity)).await?;
-        Self::phase(ctx, spec, round, Phase::AllocateTraffic, TenantActivities::allocate_traffic, Some(ResourceKind::Traffic)).await?;
-        Self::phase(ctx, spec, round, Phase::Deploy, TenantActivities::deploy_workload, Some(ResourceKind::Workload)).await?;
-        Self::phase(ctx, spec, round, Phase::Verify, TenantActivities::verify, None).await?;
-        Self::phase(ctx, spec, round, Phase::MarkActive, TenantActivities::mark_active, None).await?;
+    async fn provision(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        round: u32,
+    ) -> Result<(), Interrupted> {
+        Self::phase(
+            ctx,
+            spec,
+            round,
+            Phase::Validate,
+            TenantActivities::validate,
+            None,
+        )
+        .await?;
+        Self::phase(
+            ctx,
+            spec,
+            round,
+            Phase::AllocateStorage,
+            TenantActivities::allocate_storage,
+            Some(ResourceKind::Storage),
+        )
+        .await?;
+        Self::phase(
+            ctx,
+            spec,
+            round,
+            Phase::AllocateIdentity,
+            TenantActivities::allocate_identity,
+            Some(ResourceKind::Identity),
+        )
+        .await?;
+        Self::phase(
+            ctx,
+            spec,
+            round,
+            Phase::AllocateTraffic,
+            TenantActivities::allocate_traffic,
+            Some(ResourceKind::Traffic),
+        )
+        .await?;
+        Self::phase(
+            ctx,
+            spec,
+            round,
+            Phase::Deploy,
+            TenantActivities::deploy_workload,
+            Some(ResourceKind::Workload),
+        )
+        .await?;
+        Self::phase(
+            ctx,
+            spec,
+            round,
+            Phase::Verify,
+            TenantActivities::verify,
+            None,
+        )
+        .await?;
+        Self::phase(
+            ctx,
+            spec,
+            round,
+            Phase::MarkActive,
+            TenantActivities::mark_active,
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -289,15 +442,22 @@ impl ProvisionTenant {
         }
         ctx.state_mut(|s| {
             s.phase = Some(phase);
-            if let Some(kind) = allocates {
-                if !s.resources.iter().any(|r| r.kind == kind) {
-                    s.resources.push(ResourceStatus { kind, name: resource_name(spec, kind), allocated: false });
-                }
+            if let Some(kind) = allocates
+                && !s.resources.iter().any(|r| r.kind == kind)
+            {
+                s.resources.push(ResourceStatus {
+                    kind,
+                    name: resource_name(spec, kind),
+                    allocated: false,
+                });
             }
         });
         ctx.upsert_search_attributes([PHASE_KEY.value_set(phase.as_str().to_owned())]);
 
-        let input = PhaseInput { tenant: spec.clone(), round };
+        let input = PhaseInput {
+            tenant: spec.clone(),
+            round,
+        };
         let options = phase_options(phase, spec);
         match ctx.execute_activity(activity, input, options).await {
             Ok(_) => {
@@ -308,7 +468,9 @@ impl ProvisionTenant {
             }
             Err(err) => {
                 let failure = describe_failure(phase, &err);
-                if matches!(err, ActivityExecutionError::Cancelled(_)) || ctx.cancellation_token().is_cancelled() {
+                if matches!(err, ActivityExecutionError::Cancelled(_))
+                    || ctx.cancellation_token().is_cancelled()
+                {
                     Err(Interrupted::Cancelled(failure))
                 } else {
                     Err(Interrupted::Failed(failure))
@@ -318,36 +480,101 @@ impl ProvisionTenant {
     }
 
     /// Compensates a failed round: `compensating` until every release succeeded, then `failed`.
-    async fn unwind(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, failure: PhaseFailure) {
+    async fn unwind(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        round: u32,
+        failure: PhaseFailure,
+    ) {
         ctx.state_mut(|s| s.last_error = Some(failure.clone()));
-        let message = format!("{} failed: {} ({}); releasing what was allocated", failure.phase, failure.message, failure.error_type);
-        Self::transition(ctx, spec, TenantState::Compensating, Some(failure.phase), "compensation_started", message, "saga").await;
+        let message = format!(
+            "{} failed: {} ({}); releasing what was allocated",
+            failure.phase, failure.message, failure.error_type
+        );
+        Self::transition(
+            ctx,
+            spec,
+            TenantState::Compensating,
+            Some(failure.phase),
+            "compensation_started",
+            message,
+            "saga",
+        )
+        .await;
         Self::release_all(ctx, spec, round, "compensation").await;
-        let message = format!("provisioning failed in {}; everything allocated was released", failure.phase);
-        Self::transition(ctx, spec, TenantState::Failed, Some(failure.phase), "state_changed", message, "saga").await;
+        let message = format!(
+            "provisioning failed in {}; everything allocated was released",
+            failure.phase
+        );
+        Self::transition(
+            ctx,
+            spec,
+            TenantState::Failed,
+            Some(failure.phase),
+            "state_changed",
+            message,
+            "saga",
+        )
+        .await;
     }
 
-    async fn decommission(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, actor: &str) {
-        Self::transition(ctx, spec, TenantState::Decommissioning, None, "decommission_started", format!("decommission requested by {actor}"), actor)
-            .await;
+    async fn decommission(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        round: u32,
+        actor: &str,
+    ) {
+        Self::transition(
+            ctx,
+            spec,
+            TenantState::Decommissioning,
+            None,
+            "decommission_started",
+            format!("decommission requested by {actor}"),
+            actor,
+        )
+        .await;
         Self::release_all(ctx, spec, round, "decommission").await;
-        Self::transition(ctx, spec, TenantState::Decommissioned, None, "state_changed", "tenant decommissioned: everything released, slot freed".into(), actor)
-            .await;
+        Self::transition(
+            ctx,
+            spec,
+            TenantState::Decommissioned,
+            None,
+            "state_changed",
+            "tenant decommissioned: everything released, slot freed".into(),
+            actor,
+        )
+        .await;
     }
 
     /// Releases the stack newest first. Each release retries until it succeeds, so the
     /// tenant stays visibly in `compensating`/`decommissioning` while one keeps failing.
-    async fn release_all(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, reason: &str) {
-        let stack: Vec<ResourceKind> = ctx.state(|s| s.resources.iter().rev().map(|r| r.kind).collect());
+    async fn release_all(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        round: u32,
+        reason: &str,
+    ) {
+        let stack: Vec<ResourceKind> =
+            ctx.state(|s| s.resources.iter().rev().map(|r| r.kind).collect());
         for kind in stack {
-            let input = ReleaseInput { tenant: spec.clone(), kind, reason: reason.to_owned(), round };
+            let input = ReleaseInput {
+                tenant: spec.clone(),
+                kind,
+                reason: reason.to_owned(),
+                round,
+            };
             let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
                 .retry_policy(forever())
                 .cancellation_token(WorkflowCancellationToken::new())
                 .summary(format!("release {kind} of {} ({reason})", spec.names.host))
                 .build();
             // With an unlimited retry policy and a detached token this only returns Ok.
-            if ctx.execute_activity(TenantActivities::release_resource, input, options).await.is_ok() {
+            if ctx
+                .execute_activity(TenantActivities::release_resource, input, options)
+                .await
+                .is_ok()
+            {
                 ctx.state_mut(|s| mark(&mut s.resources, kind, false));
             }
         }
@@ -358,7 +585,11 @@ impl ProvisionTenant {
     async fn send_welcome_emails(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32) {
         ctx.state_mut(|s| s.phase = Some(Phase::WelcomeEmails));
         for kind in EmailKind::ALL {
-            let input = EmailInput { tenant: spec.clone(), kind, round };
+            let input = EmailInput {
+                tenant: spec.clone(),
+                kind,
+                round,
+            };
             let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
                 .retry_policy(
                     RetryPolicy::builder()
@@ -367,20 +598,36 @@ impl ProvisionTenant {
                         .maximum_attempts(4)
                         .build(),
                 )
-                .summary(format!("send the {} email to the first admin of {}", kind.as_str(), spec.names.host))
+                .summary(format!(
+                    "send the {} email to the first admin of {}",
+                    kind.as_str(),
+                    spec.names.host
+                ))
                 .build();
-            let outcome = match ctx.execute_activity(TenantActivities::send_email, input, options).await {
+            let outcome = match ctx
+                .execute_activity(TenantActivities::send_email, input, options)
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(err) => {
                     let failure = describe_failure(Phase::WelcomeEmails, &err);
-                    EmailOutcome { kind, delivered: false, message_id: String::new(), error: Some(failure.message) }
+                    EmailOutcome {
+                        kind,
+                        delivered: false,
+                        message_id: String::new(),
+                        error: Some(failure.message),
+                    }
                 }
             };
             let message = match &outcome.error {
                 None => format!("{} email sent to the first admin", kind.as_str()),
                 Some(error) => format!("{} email not delivered: {error}", kind.as_str()),
             };
-            let event = if outcome.delivered { "email_sent" } else { "email_failed" };
+            let event = if outcome.delivered {
+                "email_sent"
+            } else {
+                "email_failed"
+            };
             ctx.state_mut(|s| s.emails.push(outcome));
             Self::record_event(ctx, spec, event, message, "saga").await;
         }
@@ -403,16 +650,31 @@ impl ProvisionTenant {
             )
             .summary(format!("make sure the service of {} runs", spec.names.host))
             .build();
-        let input = PhaseInput { tenant: spec.clone(), round };
-        match ctx.execute_activity(TenantActivities::ensure_workload, input, options).await {
+        let input = PhaseInput {
+            tenant: spec.clone(),
+            round,
+        };
+        match ctx
+            .execute_activity(TenantActivities::ensure_workload, input, options)
+            .await
+        {
             Ok(allocation) if allocation.adopted => {}
             Ok(_) => {
-                Self::record_event(ctx, spec, "workload_restarted", "the tenant's service was not running and was started again".into(), "saga")
-                    .await;
+                Self::record_event(
+                    ctx,
+                    spec,
+                    "workload_restarted",
+                    "the tenant's service was not running and was started again".into(),
+                    "saga",
+                )
+                .await;
             }
             Err(err) => {
                 let failure = describe_failure(Phase::Deploy, &err);
-                let message = format!("the tenant's service could not be started again: {}", failure.message);
+                let message = format!(
+                    "the tenant's service could not be started again: {}",
+                    failure.message
+                );
                 Self::record_event(ctx, spec, "workload_restart_failed", message, "saga").await;
             }
         }
@@ -420,7 +682,12 @@ impl ProvisionTenant {
 
     /// Re-issues the invitation or resends an email for an operator. Each attempt of a
     /// re-issue makes a new code, so it is tried a few times only; the outcome is recorded.
-    async fn email_action(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, request: &LifecycleRequest) {
+    async fn email_action(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        round: u32,
+        request: &LifecycleRequest,
+    ) {
         let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
             .retry_policy(
                 RetryPolicy::builder()
@@ -430,32 +697,68 @@ impl ProvisionTenant {
                     .non_retryable_error_types(PERMANENT_ERROR_TYPES.iter().copied())
                     .build(),
             )
-            .summary(format!("{} for {} (asked by {})", request.action.as_str(), spec.names.host, request.actor))
+            .summary(format!(
+                "{} for {} (asked by {})",
+                request.action.as_str(),
+                spec.names.host,
+                request.actor
+            ))
             .build();
         let (what, outcome) = match (request.action, request.email) {
             (LifecycleAction::ResendEmail, Some(kind)) => {
-                let input = EmailInput { tenant: spec.clone(), kind, round };
-                (format!("{} email resent", kind.as_str()), ctx.execute_activity(TenantActivities::resend_email, input, options).await)
+                let input = EmailInput {
+                    tenant: spec.clone(),
+                    kind,
+                    round,
+                };
+                (
+                    format!("{} email resent", kind.as_str()),
+                    ctx.execute_activity(TenantActivities::resend_email, input, options)
+                        .await,
+                )
             }
             _ => {
-                let input = PhaseInput { tenant: spec.clone(), round };
-                ("invitation re-issued and sent".to_owned(), ctx.execute_activity(TenantActivities::reissue_invitation, input, options).await)
+                let input = PhaseInput {
+                    tenant: spec.clone(),
+                    round,
+                };
+                (
+                    "invitation re-issued and sent".to_owned(),
+                    ctx.execute_activity(TenantActivities::reissue_invitation, input, options)
+                        .await,
+                )
             }
         };
         let (kind, message) = match outcome {
-            Ok(outcome) if outcome.delivered => ("operator_email_sent", format!("{what} to the first admin")),
-            Ok(outcome) => ("operator_email_failed", format!("{what}, but not delivered: {}", outcome.error.unwrap_or_default())),
+            Ok(outcome) if outcome.delivered => {
+                ("operator_email_sent", format!("{what} to the first admin"))
+            }
+            Ok(outcome) => (
+                "operator_email_failed",
+                format!(
+                    "{what}, but not delivered: {}",
+                    outcome.error.unwrap_or_default()
+                ),
+            ),
             Err(err) => {
                 let failure = describe_failure(Phase::WelcomeEmails, &err);
-                ("operator_email_failed", format!("{} failed: {}", request.action.as_str(), failure.message))
+                (
+                    "operator_email_failed",
+                    format!("{} failed: {}", request.action.as_str(), failure.message),
+                )
             }
         };
         Self::record_event(ctx, spec, kind, message, &request.actor).await;
     }
 
     /// A lifecycle step that must complete: retried until it does.
-    async fn lifecycle_step<A>(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32, activity: A, what: &str)
-    where
+    async fn lifecycle_step<A>(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        round: u32,
+        activity: A,
+        what: &str,
+    ) where
         A: ActivityDefinition<Input = PhaseInput>,
     {
         let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(30))
@@ -463,7 +766,16 @@ impl ProvisionTenant {
             .cancellation_token(WorkflowCancellationToken::new())
             .summary(format!("{what} for {}", spec.names.host))
             .build();
-        let _ = ctx.execute_activity(activity, PhaseInput { tenant: spec.clone(), round }, options).await;
+        let _ = ctx
+            .execute_activity(
+                activity,
+                PhaseInput {
+                    tenant: spec.clone(),
+                    round,
+                },
+                options,
+            )
+            .await;
     }
 
     /// Moves to `state`, keeps search attributes current and writes the state with its
@@ -488,11 +800,19 @@ impl ProvisionTenant {
             STATE_KEY.value_set(state.as_str().to_owned()),
             PHASE_KEY.value_set(phase.map(|p| p.as_str().to_owned()).unwrap_or_default()),
         ]);
-        let last_error = ctx.state(|s| s.last_error.clone()).filter(|_| matches!(state, TenantState::Compensating | TenantState::Failed));
+        let last_error = ctx
+            .state(|s| s.last_error.clone())
+            .filter(|_| matches!(state, TenantState::Compensating | TenantState::Failed));
         Self::record(ctx, spec, state, phase, kind, message, actor, last_error).await;
     }
 
-    async fn record_event(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, kind: &str, message: String, actor: &str) {
+    async fn record_event(
+        ctx: &mut WorkflowContext<Self>,
+        spec: &TenantSpec,
+        kind: &str,
+        message: String,
+        actor: &str,
+    ) {
         let (state, phase) = ctx.state(|s| (s.state, s.phase));
         Self::record(ctx, spec, state, phase, kind, message, actor, None).await;
     }
@@ -528,12 +848,16 @@ impl ProvisionTenant {
             .summary(format!("record {} for {}", state.as_str(), spec.names.host))
             .build();
         // Retried until the store accepts it; the detached token keeps it alive through a cancel.
-        let _ = ctx.execute_activity(TenantActivities::record_state, input, options).await;
+        let _ = ctx
+            .execute_activity(TenantActivities::record_state, input, options)
+            .await;
     }
 }
 
 fn take_decommission(pending: &mut VecDeque<LifecycleRequest>) -> Option<LifecycleRequest> {
-    let index = pending.iter().position(|r| r.action == LifecycleAction::Decommission)?;
+    let index = pending
+        .iter()
+        .position(|r| r.action == LifecycleAction::Decommission)?;
     pending.remove(index)
 }
 
@@ -573,12 +897,33 @@ fn phase_options(phase: Phase, spec: &TenantSpec) -> ActivityOptions {
         .build();
     let host = &spec.names.host;
     let (timeout, summary) = match phase {
-        Phase::Validate => (30, format!("re-check the request for {host}: slot, plan, caller's role")),
-        Phase::AllocateStorage => (60, format!("create database and login role {}", spec.names.database)),
-        Phase::AllocateIdentity => (30, format!("create the realm (signing key, first admin invitation) of {host}")),
-        Phase::AllocateTraffic => (30, format!("create the edge route for {host} (503 until active)")),
-        Phase::Deploy => (120, format!("start the tenant service {} and wait until it is ready", spec.names.workload)),
-        Phase::Verify => (60, format!("verify over HTTPS that {host} serves this tenant's identity endpoint")),
+        Phase::Validate => (
+            30,
+            format!("re-check the request for {host}: slot, plan, caller's role"),
+        ),
+        Phase::AllocateStorage => (
+            60,
+            format!("create database and login role {}", spec.names.database),
+        ),
+        Phase::AllocateIdentity => (
+            30,
+            format!("create the realm (signing key, first admin invitation) of {host}"),
+        ),
+        Phase::AllocateTraffic => (
+            30,
+            format!("create the edge route for {host} (503 until active)"),
+        ),
+        Phase::Deploy => (
+            120,
+            format!(
+                "start the tenant service {} and wait until it is ready",
+                spec.names.workload
+            ),
+        ),
+        Phase::Verify => (
+            60,
+            format!("verify over HTTPS that {host} serves this tenant's identity endpoint"),
+        ),
         Phase::MarkActive => (30, format!("open public traffic to {host}")),
         Phase::WelcomeEmails => (30, format!("send the welcome emails for {host}")),
     };
@@ -596,7 +941,12 @@ fn phase_options(phase: Phase, spec: &TenantSpec) -> ActivityOptions {
 }
 
 fn cancelled_failure(phase: Phase) -> PhaseFailure {
-    PhaseFailure { phase, error_type: "Cancelled".into(), message: "the workflow was cancelled".into(), attempt: 0 }
+    PhaseFailure {
+        phase,
+        error_type: "Cancelled".into(),
+        message: "the workflow was cancelled".into(),
+        attempt: 0,
+    }
 }
 
 /// The real reason of an activity failure: the SDK's own message is generic.
@@ -604,17 +954,30 @@ fn describe_failure(phase: Phase, err: &ActivityExecutionError) -> PhaseFailure 
     let (error_type, message) = match err.cause() {
         Some(IncomingError::Application(app)) => (
             app.type_name().unwrap_or("ApplicationError").to_owned(),
-            app.failure().map(|f| f.message.clone()).unwrap_or_else(|| app.source_error().to_string()),
+            app.failure()
+                .map(|f| f.message.clone())
+                .unwrap_or_else(|| app.source_error().to_string()),
         ),
-        Some(IncomingError::Timeout(timeout)) => {
-            ("Timeout".to_owned(), format!("activity timed out ({:?})", timeout.timeout_type()))
-        }
-        Some(IncomingError::Cancelled(_)) => ("Cancelled".to_owned(), "the activity was cancelled".to_owned()),
+        Some(IncomingError::Timeout(timeout)) => (
+            "Timeout".to_owned(),
+            format!("activity timed out ({:?})", timeout.timeout_type()),
+        ),
+        Some(IncomingError::Cancelled(_)) => (
+            "Cancelled".to_owned(),
+            "the activity was cancelled".to_owned(),
+        ),
         Some(other) => ("ActivityFailed".to_owned(), other.failure().message.clone()),
         None => (
             "ActivityFailed".to_owned(),
-            err.failure().map(|f| f.message.clone()).unwrap_or_else(|| err.to_string()),
+            err.failure()
+                .map(|f| f.message.clone())
+                .unwrap_or_else(|| err.to_string()),
         ),
     };
-    PhaseFailure { phase, error_type, message, attempt: 0 }
+    PhaseFailure {
+        phase,
+        error_type,
+        message,
+        attempt: 0,
+    }
 }
