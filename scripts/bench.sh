@@ -30,7 +30,7 @@ trap 'rm -f "$out"' EXIT
     echo
     echo '```'
     cargo test -p tenant-activities --test traffic_email_identity -- --ignored --nocapture 2>&1 |
-        grep -vE '^(running|test |$)|test result' || true
+        grep -E '^routes=' || true
     echo '```'
     echo
     echo "## Request → active as tenants accumulate ($TP_BENCH_TENANTS tenants, one stack)"
