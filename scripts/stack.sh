@@ -290,6 +290,15 @@ cmd_up() {
     if ! wait_for 20 port_open 127.0.0.1 "$PUBLIC_HTTPS_PORT"; then
         warn "nothing listens on the public port $PUBLIC_HTTPS_PORT yet: the worker has not installed the edge configuration (see $LOG_DIR/worker.log)"
     fi
+    # Caddy's local CA, so curl and browsers can check tenant certificates.
+    if curl -fsS --max-time 5 "http://127.0.0.1:$CADDY_ADMIN_PORT/pki/ca/local" |
+        python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["root_certificate"])' \
+            >"$STACK_DIR/caddy-root.pem.tmp" 2>/dev/null; then
+        mv "$STACK_DIR/caddy-root.pem.tmp" "$STACK_DIR/caddy-root.pem"
+    else
+        rm -f "$STACK_DIR/caddy-root.pem.tmp"
+        warn "could not read Caddy's root certificate from its admin API"
+    fi
     write_env_file
     cmd_status
 }

@@ -56,9 +56,14 @@ impl Storage {
             .parse()
             .context("parsing the storage admin URL")?;
         // The DDL below carries password verifiers; sqlx would log statements at debug level.
-        let options = options.disable_statement_logging();
+        let options = options
+            .disable_statement_logging()
+            // A tenant's own session may hold a lock DDL needs (its role can reach shared
+            // databases such as `postgres`): fail fast and retry, visibly, rather than
+            // hold one of the pool's connections for as long as the tenant likes.
+            .options([("lock_timeout", "10s"), ("statement_timeout", "60s")]);
         let admin = PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
         Ok(Self { admin, cfg, store })
@@ -161,6 +166,15 @@ impl Storage {
                 );
             }
             Claim::Ours => {
+                // The role is going away: end its sessions in every database first, so a
+                // session it holds elsewhere cannot block the drop.
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE usename = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&names.role)
+                .execute(&self.admin)
+                .await?;
                 let sql = format!("DROP ROLE IF EXISTS {}", quote_ident(&names.role));
                 self.ddl(&sql, "dropping the tenant role").await?;
             }

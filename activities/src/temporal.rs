@@ -87,7 +87,14 @@ impl TenantActivities {
         let span = info_span!("phase", tenant = %spec.names.workflow_id, phase = %phase, attempt);
         async {
             let key = |what: &str| format!("r{}:{phase}:{what}", input.round);
-            self.audit(ctx, spec, &key(&format!("started:{attempt}")), "phase_started", Some(phase), Some(attempt), format!("{phase} started (attempt {attempt})"), None)
+            self.audit(ctx, spec, &key(&format!("started:{attempt}")), "phase_started", Some(phase), Some(attempt), if attempt > 1 {
+                    format!(
+                        "{phase} started (attempt {attempt}; attempt {} failed or its worker was lost)",
+                        attempt - 1
+                    )
+                } else {
+                    format!("{phase} started (attempt {attempt})")
+                }, None)
                 .await?;
 
             let outcome = match self.injected_failure(phase) {

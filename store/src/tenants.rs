@@ -108,6 +108,12 @@ impl Store {
         requested_by: &str,
     ) -> Result<AcceptOutcome, AcceptError> {
         let mut tx = self.pool.begin().await?;
+        // Serialises requests of one organisation, so concurrent requests cannot all pass
+        // the quota check; always taken before the label lock, so the two cannot deadlock.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))")
+            .bind(&request.org)
+            .execute(&mut *tx)
+            .await?;
         // Serialises requests for the same label, so two keys sharing it cannot both win.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 11))")
             .bind(&names.label)

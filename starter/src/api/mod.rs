@@ -251,6 +251,11 @@ impl FromRequestParts<AppState> for Caller {
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
     let missing =
         || ApiError::Unauthorized("send an API token as Authorization: Bearer <token>".into());
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(ApiError::Unauthorized(
+            "send exactly one Authorization header".into(),
+        ));
+    }
     let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| missing())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;

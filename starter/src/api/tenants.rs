@@ -816,6 +816,19 @@ pub async fn tenants_list(
         })?),
     };
     let limit = parse_limit(params.limit.as_deref(), 50, MAX_PAGE)?;
+    if let Some(after) = params.after.as_deref().filter(|a| !a.is_empty())
+        && !tenant_domain::validation::matches_name_pattern(after)
+    {
+        return Err(ApiError::Validation {
+            detail: "invalid request: after must be a tenant slug".into(),
+            errors: vec![tenant_domain::FieldError {
+                field: "after".into(),
+                code: "pattern".into(),
+                message: "after must be a tenant slug (the next_after of the previous page)"
+                    .into(),
+            }],
+        });
+    }
 
     // One extra row tells whether another page follows.
     let mut rows = state
@@ -846,6 +859,19 @@ pub(super) async fn find_tenant(
     org: &str,
     slug: &str,
 ) -> Result<TenantRow, ApiError> {
+    // A slug that breaks the naming rule cannot exist; refusing it here also keeps bytes
+    // PostgreSQL cannot store (NUL) away from the query.
+    let well_formed = |s: &str| {
+        s.len() <= tenant_domain::validation::MAX_SLUG_LEN
+            && tenant_domain::validation::matches_name_pattern(s)
+    };
+    if !well_formed(org) || !well_formed(slug) {
+        return Err(ApiError::NotFound(format!(
+            "tenant {} not found in organisation {}",
+            slug.escape_default(),
+            org.escape_default()
+        )));
+    }
     state
         .store()
         .tenant(org, slug)
