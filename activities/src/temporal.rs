@@ -38,6 +38,7 @@ pub const PERMANENT_ERROR_TYPES: &[&str] = &[
     "VerificationFailed",
     "RealmMissing",
     "InvitationMissing",
+    "QuotaExceeded",
 ];
 
 /// Everything the activities drive, shared by all of them.
@@ -323,6 +324,28 @@ impl TenantActivities {
                 format!(
                     "host name label {} is held by another tenant",
                     spec.names.label
+                ),
+            ));
+        }
+
+        // The quota, again: the plan or the organisation's tenants may have changed since
+        // the request was accepted. This tenant's own row is not counted.
+        let (others, max): (i64, Option<i32>) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM tenants
+                     WHERE org_slug = $1 AND state <> 'decommissioned' AND id <> $2),
+                    (SELECT max_tenants_per_org FROM plans WHERE name = $3)",
+        )
+        .bind(&spec.request.org)
+        .bind(spec.tenant_id())
+        .bind(&spec.request.plan)
+        .fetch_one(self.store.pool())
+        .await?;
+        if max.is_some_and(|max| others >= i64::from(max)) {
+            return Err(StepError::permanent(
+                "QuotaExceeded",
+                format!(
+                    "organisation {} already has {others} other tenants, the most plan {} allows",
+                    spec.request.org, spec.request.plan
                 ),
             ));
         }

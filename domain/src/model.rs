@@ -431,6 +431,59 @@ mod tests {
     }
 
     #[test]
+    fn every_action_from_every_state() {
+        use LifecycleAction::*;
+        use TenantState::*;
+        let states = [
+            Provisioning,
+            Active,
+            Suspended,
+            Compensating,
+            Failed,
+            Decommissioning,
+            Decommissioned,
+        ];
+        let allowed = |action, state| match (action, state) {
+            (Retry, Failed) => true,
+            (Decommission, Provisioning | Active | Suspended | Failed) => true,
+            (Suspend, Active) | (Resume, Suspended) => true,
+            (ReissueInvitation, Active | Suspended) | (ResendEmail, Active) => true,
+            _ => false,
+        };
+        for action in [
+            Retry,
+            Decommission,
+            Suspend,
+            Resume,
+            ReissueInvitation,
+            ResendEmail,
+        ] {
+            for state in states {
+                let refusal = action.refusal(state);
+                assert_eq!(
+                    refusal.is_none(),
+                    allowed(action, state),
+                    "{action:?} from {state:?}"
+                );
+                if let Some(why) = refusal {
+                    assert!(
+                        why.contains(state.as_str()) && why.contains(action.as_str()),
+                        "{why}"
+                    );
+                }
+            }
+        }
+        // Nothing but decommissioned frees the slot.
+        assert_eq!(
+            states
+                .iter()
+                .filter(|s| !s.holds_slot())
+                .collect::<Vec<_>>(),
+            [&Decommissioned]
+        );
+    }
+
+    #[test]
     fn wrong_state_actions_are_refused_with_a_reason() {
         assert!(
             LifecycleAction::Suspend

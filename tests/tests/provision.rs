@@ -413,22 +413,41 @@ async fn quota_holds_under_concurrent_requests() -> anyhow::Result<()> {
     let requests: Vec<_> = (1..=6)
         .map(|i| {
             let stack = &stack;
-            async move { stack.create_tenant(&format!("q{i}"), "free", "q@example.com", None).await }
+            async move {
+                stack
+                    .create_tenant(&format!("q{i}"), "free", "q@example.com", None)
+                    .await
+            }
         })
         .collect();
     let answers = futures_join_all(requests).await?;
-    let accepted = answers.iter().filter(|a| a.status == StatusCode::ACCEPTED).count();
-    let refused = answers.iter().filter(|a| a.status == StatusCode::CONFLICT).count();
-    assert_eq!((accepted, refused), (3, 3), "the free plan allows 3 tenants per organisation");
+    let accepted = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::ACCEPTED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|a| a.status == StatusCode::CONFLICT)
+        .count();
+    assert_eq!(
+        (accepted, refused),
+        (3, 3),
+        "the free plan allows 3 tenants per organisation"
+    );
     let rows = stack.psql("SELECT count(*) FROM tenants").await?;
     assert_eq!(rows[0][0].as_deref(), Some("3"));
 
     let path = format!("/api/v1/organizations/{}/tenants/a%00b", stack.org);
-    let answer = stack.api(reqwest::Method::GET, &path, Some(&stack.owner_token), None).await?;
+    let answer = stack
+        .api(reqwest::Method::GET, &path, Some(&stack.owner_token), None)
+        .await?;
     assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
 
     let answer = reqwest::Client::new()
-        .get(format!("{}/api/v1/organizations/{}/tenants", stack.api_url, stack.org))
+        .get(format!(
+            "{}/api/v1/organizations/{}/tenants",
+            stack.api_url, stack.org
+        ))
         .header("Authorization", format!("Bearer {}", stack.owner_token))
         .header("Authorization", format!("Bearer {}", stack.operator_token))
         .send()

@@ -824,8 +824,7 @@ pub async fn tenants_list(
             errors: vec![tenant_domain::FieldError {
                 field: "after".into(),
                 code: "pattern".into(),
-                message: "after must be a tenant slug (the next_after of the previous page)"
-                    .into(),
+                message: "after must be a tenant slug (the next_after of the previous page)".into(),
             }],
         });
     }
