@@ -177,7 +177,7 @@ impl Edge {
             "handler": "static_response",
             "status_code": 503,
             "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
-            "body": "tenant {http.request.host} is not serving traffic (not active or suspended)\n",
+            "body": "tenant {http.request.host} is not serving traffic (not yet active, or suspended)\n",
         });
         // Upstream connections are not kept alive: each request dials the upstream symlink
         // afresh, so a changed or removed route takes effect at once (a pooled connection

@@ -77,7 +77,7 @@ async fn a_route_follows_the_tenant_lifecycle_without_reloading_caddy() -> anyho
     assert_eq!(
         body,
         format!(
-            "tenant {} is not serving traffic (not active or suspended)\n",
+            "tenant {} is not serving traffic (not yet active, or suspended)\n",
             spec.names.host
         )
     );

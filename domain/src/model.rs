@@ -443,12 +443,16 @@ mod tests {
             Decommissioning,
             Decommissioned,
         ];
-        let allowed = |action, state| match (action, state) {
-            (Retry, Failed) => true,
-            (Decommission, Provisioning | Active | Suspended | Failed) => true,
-            (Suspend, Active) | (Resume, Suspended) => true,
-            (ReissueInvitation, Active | Suspended) | (ResendEmail, Active) => true,
-            _ => false,
+        let allowed = |action, state| {
+            matches!(
+                (action, state),
+                (Retry, Failed)
+                    | (Decommission, Provisioning | Active | Suspended | Failed)
+                    | (Suspend, Active)
+                    | (Resume, Suspended)
+                    | (ReissueInvitation, Active | Suspended)
+                    | (ResendEmail, Active)
+            )
         };
         for action in [
             Retry,

@@ -220,6 +220,8 @@ fn init_tracing() {
     if std::env::var("TP_LOG_FORMAT").as_deref() == Ok("json") {
         fmt().with_env_filter(filter).json().init();
     } else {
-        fmt().with_env_filter(filter).init();
+        // Colour only on a terminal: logs usually go to files.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        fmt().with_env_filter(filter).with_ansi(ansi).init();
     }
 }

@@ -583,7 +583,6 @@ impl ProvisionTenant {
 
     /// Best effort: a failed email is recorded, never fails or rolls back the tenant.
     async fn send_welcome_emails(ctx: &mut WorkflowContext<Self>, spec: &TenantSpec, round: u32) {
-        ctx.state_mut(|s| s.phase = Some(Phase::WelcomeEmails));
         for kind in EmailKind::ALL {
             let input = EmailInput {
                 tenant: spec.clone(),
@@ -631,7 +630,6 @@ impl ProvisionTenant {
             ctx.state_mut(|s| s.emails.push(outcome));
             Self::record_event(ctx, spec, event, message, "saga").await;
         }
-        ctx.state_mut(|s| s.phase = None);
         ctx.upsert_search_attributes([PHASE_KEY.value_set(String::new())]);
     }
 
@@ -793,6 +791,12 @@ impl ProvisionTenant {
             s.state = state;
             if phase.is_some() {
                 s.phase = phase;
+            } else if matches!(
+                state,
+                TenantState::Active | TenantState::Suspended | TenantState::Decommissioned
+            ) {
+                // A stable state has no phase in progress.
+                s.phase = None;
             }
         });
         let phase = ctx.state(|s| s.phase);
