@@ -6,44 +6,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 use tenant_tests::{ProcessSignal, Stack, StackOptions, state_of};
 
 use common::*;
 
 const PROBLEM: &str = "https://tenant-provisioner.dev/problems/";
-
-/// `POST …/tenants/{slug}/{action}` with `token`.
-async fn act(
-    stack: &Stack,
-    slug: &str,
-    action: &str,
-    token: &str,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let path = format!(
-        "/api/v1/organizations/{}/tenants/{slug}/{action}",
-        stack.org
-    );
-    let answer = stack.api(Method::POST, &path, Some(token), None).await?;
-    Ok((answer.status, answer.body))
-}
-
-/// A token of a new principal holding `role` in the stack's organisation.
-async fn token_with_role(
-    stack: &Stack,
-    name: &str,
-    role: tenant_store::access::Role,
-) -> anyhow::Result<String> {
-    let store = stack.store().await?;
-    let principal = store.create_principal(name, false).await?;
-    store.add_membership(principal.id, &stack.org, role).await?;
-    Ok(store
-        .create_token(principal.id, "test", None)
-        .await?
-        .expose()
-        .to_owned())
-}
 
 /// A Server-Sent Events reader over one streaming response.
 struct Feed {

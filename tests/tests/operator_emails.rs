@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tenant_tests::{CliOutput, Stack};
 
@@ -16,37 +16,6 @@ use common::*;
 
 const PROBLEM: &str = "https://tenant-provisioner.dev/problems/";
 const MAIL_WITHIN: Duration = Duration::from_secs(30);
-
-/// `POST …/tenants/{slug}/<action>` with `token`; `action` may span segments.
-async fn act(
-    stack: &Stack,
-    slug: &str,
-    action: &str,
-    token: &str,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let path = format!(
-        "/api/v1/organizations/{}/tenants/{slug}/{action}",
-        stack.org
-    );
-    let answer = stack.api(Method::POST, &path, Some(token), None).await?;
-    Ok((answer.status, answer.body))
-}
-
-/// A token of a new principal holding `role` in the stack's organisation.
-async fn token_with_role(
-    stack: &Stack,
-    name: &str,
-    role: tenant_store::access::Role,
-) -> anyhow::Result<String> {
-    let store = stack.store().await?;
-    let principal = store.create_principal(name, false).await?;
-    store.add_membership(principal.id, &stack.org, role).await?;
-    Ok(store
-        .create_token(principal.id, "test", None)
-        .await?
-        .expose()
-        .to_owned())
-}
 
 /// The `emails` entry of `kind` in a `GET …/tenants/{slug}` answer.
 fn delivery<'a>(tenant: &'a Value, kind: &str) -> anyhow::Result<&'a Value> {

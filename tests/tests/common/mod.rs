@@ -187,3 +187,34 @@ pub async fn temporal_signal(
         ])
         .await
 }
+
+/// `POST …/tenants/{slug}/<action>` with `token`; `action` may span segments.
+pub async fn act(
+    stack: &Stack,
+    slug: &str,
+    action: &str,
+    token: &str,
+) -> anyhow::Result<(StatusCode, Value)> {
+    let path = format!(
+        "/api/v1/organizations/{}/tenants/{slug}/{action}",
+        stack.org
+    );
+    let answer = stack.api(Method::POST, &path, Some(token), None).await?;
+    Ok((answer.status, answer.body))
+}
+
+/// A token of a new principal holding `role` in the stack's organisation.
+pub async fn token_with_role(
+    stack: &Stack,
+    name: &str,
+    role: tenant_store::access::Role,
+) -> anyhow::Result<String> {
+    let store = stack.store().await?;
+    let principal = store.create_principal(name, false).await?;
+    store.add_membership(principal.id, &stack.org, role).await?;
+    Ok(store
+        .create_token(principal.id, "test", None)
+        .await?
+        .expose()
+        .to_owned())
+}
