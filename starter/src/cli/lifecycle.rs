@@ -52,17 +52,8 @@ pub(super) async fn run(
         }
     };
 
-    let (raw, answer) = match client.lifecycle(org, slug, action, None).await {
-        Ok(answer) => answer,
-        Err(err) => return report(err),
-    };
-    eprintln!("✓ {}", answer.answer);
-    if args.no_wait {
-        match format {
-            OutputFormat::Json => print_json(&raw),
-            OutputFormat::Table => println!("{}", answer.answer),
-        }
-        return Outcome::Success;
+    if let Some(done) = send(client, org, slug, action, None, args.no_wait, format).await {
+        return done;
     }
 
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -127,17 +118,8 @@ pub(super) async fn run_email(
         }
     };
 
-    let (raw, answer) = match client.lifecycle(org, slug, action, email).await {
-        Ok(answer) => answer,
-        Err(err) => return report(err),
-    };
-    eprintln!("✓ {}", answer.answer);
-    if args.no_wait {
-        match format {
-            OutputFormat::Json => print_json(&raw),
-            OutputFormat::Table => println!("{}", answer.answer),
-        }
-        return Outcome::Success;
+    if let Some(done) = send(client, org, slug, action, email, args.no_wait, format).await {
+        return done;
     }
 
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -198,4 +180,30 @@ fn delivery_line(detail: &TenantDetail, kind: EmailKind) -> String {
         }
         None => format!("{} unknown", kind.as_str()),
     }
+}
+
+/// Sends the action and prints the workflow's answer. `Some` ends the command: the request
+/// failed, or `--no-wait` was given and the answer is the output.
+async fn send(
+    client: &ApiClient,
+    org: &str,
+    slug: &str,
+    action: LifecycleAction,
+    email: Option<EmailKind>,
+    no_wait: bool,
+    format: OutputFormat,
+) -> Option<Outcome> {
+    let (raw, answer) = match client.lifecycle(org, slug, action, email).await {
+        Ok(answer) => answer,
+        Err(err) => return Some(report(err)),
+    };
+    eprintln!("✓ {}", answer.answer);
+    if !no_wait {
+        return None;
+    }
+    match format {
+        OutputFormat::Json => print_json(&raw),
+        OutputFormat::Table => println!("{}", answer.answer),
+    }
+    Some(Outcome::Success)
 }
