@@ -122,7 +122,12 @@ async fn operators_reissue_invitations_and_resend_emails() -> anyhow::Result<()>
     let first = stack.wait_for_emails(&email, 3, MAIL_WITHIN).await?;
     ensure!(first.len() == 3, "{} emails before any action", first.len());
 
-    // The saga's three emails are in the tenant's delivery status, sent once each.
+    // The saga's three emails are in the tenant's delivery status, sent once each (a
+    // message can reach the mailbox a moment before its delivery is recorded).
+    wait_for_feed(&stack, "shop", MAIL_WITHIN, |feed| {
+        feed.iter().filter(|e| e["kind"] == "email_sent").count() >= 3
+    })
+    .await?;
     let tenant = stack.get_tenant("shop").await?.body;
     for kind in ["welcome", "console_url", "onboarding"] {
         let shown = delivery(&tenant, kind)?;

@@ -10,7 +10,7 @@ use tenant_tests::{ProcessSignal, Stack, StackOptions};
 
 mod common;
 
-use common::{ACTIVE_WITHIN, events, live_workloads};
+use common::{ACTIVE_WITHIN, events, live_workloads, wait_for_feed};
 
 /// A request becomes an active tenant whose host serves its workload over HTTPS, its first
 /// admin gets three emails in order, the audit feed shows every phase in order, and the
@@ -60,7 +60,11 @@ async fn request_becomes_an_active_tenant() -> anyhow::Result<()> {
     );
 
     // The audit feed: every phase started and completed, in order, then active, then emails.
-    let feed = events(&stack, "production").await?;
+    // A message can reach the mailbox a moment before its `email_sent` event commits.
+    let feed = wait_for_feed(&stack, "production", Duration::from_secs(30), |feed| {
+        feed.iter().filter(|e| e["kind"] == "email_sent").count() >= 3
+    })
+    .await?;
     let completed: Vec<&str> = feed
         .iter()
         .filter(|e| e["kind"] == "phase_completed")

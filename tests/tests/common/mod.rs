@@ -37,10 +37,20 @@ pub async fn wait_for_event(
     timeout: Duration,
     wanted: impl Fn(&Value) -> bool,
 ) -> anyhow::Result<Vec<Value>> {
+    wait_for_feed(stack, slug, timeout, |feed| feed.iter().any(&wanted)).await
+}
+
+/// Waits until `wanted` is true of the whole feed; returns the feed.
+pub async fn wait_for_feed(
+    stack: &Stack,
+    slug: &str,
+    timeout: Duration,
+    wanted: impl Fn(&[Value]) -> bool,
+) -> anyhow::Result<Vec<Value>> {
     let deadline = Instant::now() + timeout;
     loop {
         let feed = events(stack, slug).await?;
-        if feed.iter().any(&wanted) {
+        if wanted(&feed) {
             return Ok(feed);
         }
         anyhow::ensure!(
