@@ -99,6 +99,24 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
+/// Who presented a live token, and which token it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub token_id: Uuid,
+    /// When the presented token stops working; `None`: when it is revoked.
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct AuthenticatedRow {
+    id: Uuid,
+    name: String,
+    platform_operator: bool,
+    token_id: Uuid,
+    token_expires_at: Option<DateTime<Utc>>,
+}
+
 /// Why an access change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -178,18 +196,33 @@ impl Store {
     /// The principal a presented token belongs to; `None` for unknown, expired or revoked
     /// tokens, which callers must not tell apart.
     pub async fn authenticate(&self, token: &str) -> sqlx::Result<Option<Principal>> {
+        Ok(self.authenticate_token(token).await?.map(|a| a.principal))
+    }
+
+    /// Like [`Store::authenticate`], with the presented token's own id and expiry.
+    pub async fn authenticate_token(&self, token: &str) -> sqlx::Result<Option<Authenticated>> {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
-        sqlx::query_as(
-            "SELECT p.id, p.name, p.platform_operator
+        let row: Option<AuthenticatedRow> = sqlx::query_as(
+            "SELECT p.id, p.name, p.platform_operator, t.id AS token_id,
+                    t.expires_at AS token_expires_at
              FROM api_tokens t JOIN principals p ON p.id = t.principal_id
              WHERE t.token_sha256 = $1 AND t.revoked_at IS NULL
                AND (t.expires_at IS NULL OR t.expires_at > now())",
         )
         .bind(token_sha256(token))
         .fetch_optional(&self.pool)
-        .await
+        .await?;
+        Ok(row.map(|row| Authenticated {
+            principal: Principal {
+                id: row.id,
+                name: row.name,
+                platform_operator: row.platform_operator,
+            },
+            token_id: row.token_id,
+            token_expires_at: row.token_expires_at,
+        }))
     }
 
     /// The principal's role in the organisation, if it has one.
@@ -384,7 +417,15 @@ pub struct Plan {
     pub max_tenants_per_org: i32,
     /// Connections the tenant's database role may open.
     pub db_connection_limit: i32,
+    /// Connections the tenant's service may keep in its pool; at least two below
+    /// `db_connection_limit` (the service's lock and the platform's writes need one each).
+    pub workload_db_pool: i32,
+    /// Requests the tenant's service serves at once; it answers 503 to more.
+    pub workload_max_concurrent_requests: i32,
 }
+
+const PLAN_COLUMNS: &str = "name, display_name, max_tenants_per_org, db_connection_limit, \
+     workload_db_pool, workload_max_concurrent_requests";
 
 /// What is shown about an API token after it was issued: never the token or its hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -402,12 +443,17 @@ const TOKEN_INFO_COLUMNS: &str = "id, principal_id, name, created_at, expires_at
 impl Store {
     /// Every plan, by name.
     pub async fn plans(&self) -> sqlx::Result<Vec<Plan>> {
-        sqlx::query_as(
-            "SELECT name, display_name, max_tenants_per_org, db_connection_limit
-             FROM plans ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await
+        sqlx::query_as(&format!("SELECT {PLAN_COLUMNS} FROM plans ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// One plan, read when it is used: an operator may change a plan's sizing at any time.
+    pub async fn plan(&self, name: &str) -> sqlx::Result<Option<Plan>> {
+        sqlx::query_as(&format!("SELECT {PLAN_COLUMNS} FROM plans WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     /// The tokens of a principal, live or not, oldest first.
@@ -419,17 +465,6 @@ impl Store {
         .bind(principal_id)
         .fetch_all(&self.pool)
         .await
-    }
-
-    /// Issues a token that expires `days` days from now (`None`: never).
-    pub async fn create_token_expiring(
-        &self,
-        principal_id: Uuid,
-        name: &str,
-        days: Option<u32>,
-    ) -> Result<IssuedToken, AccessError> {
-        let expires_at = days.map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
-        self.create_token(principal_id, name, expires_at).await
     }
 
     /// Revokes a token on behalf of `owner` (only that principal's tokens), or of a platform
