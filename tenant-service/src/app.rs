@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+    CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -28,9 +29,12 @@ use sqlx::postgres::PgPool;
 use subtle::ConstantTimeEq;
 use tokio::sync::{Mutex, OnceCell};
 use tokio::time::timeout;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
 use uuid::Uuid;
 
 use crate::db::{self, InvitationRow, Unredeemable};
+use crate::server::Sizing;
 use crate::token::{Claims, TOKEN_TTL_SECONDS, TokenSigner, TokenVerifier};
 use crate::{pages, password};
 
@@ -56,6 +60,11 @@ pub struct AppState {
     /// A hash to verify against when the email is unknown, so that a refused sign-in takes
     /// as long whether or not the account exists.
     decoy_hash: OnceCell<String>,
+    /// What the platform's plan gives the service; reported on readiness.
+    pub sizing: Sizing,
+    /// The digest of the settings the platform started the service with; reported on
+    /// readiness so the platform can tell whether this copy runs the current settings.
+    pub settings_digest: Option<String>,
 }
 
 impl AppState {
@@ -76,17 +85,24 @@ impl AppState {
             lock: Mutex::new(lock),
             lock_held: AtomicBool::new(true),
             decoy_hash: OnceCell::new(),
+            sizing: Sizing::default(),
+            settings_digest: None,
         }
+    }
+
+    /// The sizing the service runs with and the digest of its settings, for readiness.
+    pub fn with_settings(mut self, sizing: Sizing, settings_digest: Option<String>) -> Self {
+        self.sizing = sizing;
+        self.settings_digest = settings_digest;
+        self
     }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let tenant_header = HeaderValue::from_str(&state.tenant_id.to_string())
         .expect("a UUID is a valid header value");
-    Router::new()
+    let tenant_routes = Router::new()
         .route("/", get(console))
-        .route("/healthz/live", get(|| async { "ok" }))
-        .route("/healthz/ready", get(ready))
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/.well-known/jwks.json", get(jwks))
         .route(
@@ -96,7 +112,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/invitations/{code}/check", get(invitation_check))
         .route("/signin", post(sign_in))
         .route("/userinfo", get(userinfo))
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") });
+    // Health checks stay outside the limit: a busy service is still alive and ready, and
+    // the platform must be able to tell which copy answers.
+    limit_in_flight(tenant_routes, state.sizing.max_concurrent_requests)
+        .route("/healthz/live", get(|| async { "ok" }))
+        .route("/healthz/ready", get(ready))
         .with_state(state)
         // Every answer names its tenant, so a misrouted response is visible at once; none
         // is cached, since tokens and invitation state change under the same URLs.
@@ -113,6 +134,37 @@ pub fn router(state: Arc<AppState>) -> Router {
                 }
             },
         ))
+}
+
+/// Serves at most `max` requests of `routes` at once and answers 503 (with `Retry-After`)
+/// to the rest at once, rather than queueing them: a tenant at its plan's limit sheds load
+/// instead of piling up work and connections. One limit covers every route of `routes`.
+pub fn limit_in_flight<S>(routes: Router<S>, max: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |_: BoxError| async move {
+                let mut response = Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    format!(
+                        "the tenant's service is serving its limit of {max} requests at once; \
+                         try again shortly"
+                    ),
+                )
+                .respond(Format::Json);
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }))
+            .load_shed()
+            // Global: `Router::layer` wraps each route on its own, and a plain concurrency
+            // limit would give every route a limit of its own.
+            .layer(GlobalConcurrencyLimitLayer::new(max)),
+    )
 }
 
 // ---- answers ----------------------------------------------------------------------------
@@ -387,6 +439,11 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
         "tenant_id": state.tenant_id,
         "host": state.host,
         "ready": problem.is_none(),
+        "settings_digest": state.settings_digest,
+        "sizing": {
+            "db_pool": state.sizing.db_pool,
+            "max_concurrent_requests": state.sizing.max_concurrent_requests,
+        },
     });
     match problem {
         None => {
@@ -698,5 +755,73 @@ mod tests {
         assert_eq!(session_cookie(&headers).as_deref(), Some("tok"));
         headers.insert("authorization", HeaderValue::from_static("Basic xyz"));
         assert_eq!(bearer(&headers), None);
+    }
+
+    /// Past the limit, every limited route answers 503 at once while health checks still
+    /// answer; once the requests in flight finish, requests are served again.
+    #[tokio::test]
+    async fn requests_beyond_the_limit_are_shed_with_503() {
+        use std::sync::atomic::AtomicUsize;
+
+        use axum::body::Body;
+        use tower::ServiceExt;
+
+        let (release, released) = tokio::sync::watch::channel(false);
+        let entered = Arc::new(AtomicUsize::new(0));
+        let seen = entered.clone();
+        let routes = Router::new()
+            .route(
+                "/slow",
+                get(move || {
+                    let mut released = released.clone();
+                    let entered = seen.clone();
+                    async move {
+                        entered.fetch_add(1, Ordering::SeqCst);
+                        let _ = released.wait_for(|done| *done).await;
+                        "slow"
+                    }
+                }),
+            )
+            .route("/fast", get(|| async { "fast" }));
+        let app = limit_in_flight(routes, 2).route("/healthz/live", get(|| async { "ok" }));
+        let call = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = Request::get(path).body(Body::empty()).unwrap();
+                app.oneshot(request).await.unwrap()
+            }
+        };
+
+        let held: Vec<_> = (0..2).map(|_| tokio::spawn(call("/slow"))).collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while entered.load(Ordering::SeqCst) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "slow requests never started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+
+        let shed = call("/fast").await;
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()[RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(shed.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "overloaded", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("limit of 2"),
+            "{body}"
+        );
+        assert_eq!(
+            call("/slow").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(call("/healthz/live").await.status(), StatusCode::OK);
+
+        release.send_replace(true);
+        for request in held {
+            assert_eq!(request.await.unwrap().status(), StatusCode::OK);
+        }
+        assert_eq!(call("/fast").await.status(), StatusCode::OK);
     }
 }

@@ -26,9 +26,22 @@ use crate::db;
 const LOCK_KEY: i64 = 0x7465_6e61_6e74;
 /// How long start-up keeps trying to reach the database.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
-/// Pool size: PostgreSQL allows 100 connections for the whole machine, every tenant also
-/// holds one for its lock, and the smallest plan allows the tenant's role five.
-const POOL_SIZE: u32 = 2;
+/// Pool size when `TENANT_DB_POOL` is not set: the smallest plan's. PostgreSQL allows 100
+/// connections for the whole machine, and every tenant also holds one for its lock.
+pub const DEFAULT_DB_POOL: u32 = 2;
+/// Requests served at once when `TENANT_MAX_CONCURRENT_REQUESTS` is not set.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
+/// The largest values accepted, so a typo cannot ask for a million connections.
+const MAX_DB_POOL: u32 = 1000;
+const MAX_CONCURRENT_REQUESTS: usize = 100_000;
+
+/// The sizing the platform's plan gives the service.
+pub const ENV_DB_POOL: &str = "TENANT_DB_POOL";
+pub const ENV_MAX_CONCURRENT_REQUESTS: &str = "TENANT_MAX_CONCURRENT_REQUESTS";
+/// The digest of every setting the platform started the service with (secrets only as
+/// hashes), reported on `/healthz/ready` so the platform can tell a copy started with
+/// other settings from a current one.
+pub const ENV_SETTINGS_DIGEST: &str = "TENANT_SETTINGS_DIGEST";
 /// How often the lock connection is checked.
 const LOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -48,6 +61,27 @@ pub struct Settings {
     pub issuer: String,
     pub socket: PathBuf,
     pub database: PgConnectOptions,
+    pub sizing: Sizing,
+    /// `TENANT_SETTINGS_DIGEST`, reported as it was given; `None` when not set.
+    pub settings_digest: Option<String>,
+}
+
+/// How much of the database and of the machine the service may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizing {
+    /// Most connections in the pool (the lock's own connection is not counted).
+    pub db_pool: u32,
+    /// Most requests served at once; more are answered 503 at once.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Sizing {
+    fn default() -> Self {
+        Self {
+            db_pool: DEFAULT_DB_POOL,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+        }
+    }
 }
 
 impl Settings {
@@ -74,6 +108,20 @@ impl Settings {
         if !issuer.starts_with("https://") {
             return Err("TENANT_ISSUER must be an https:// URL".to_owned());
         }
+        let sizing = Sizing {
+            db_pool: bounded(
+                ENV_DB_POOL,
+                var(ENV_DB_POOL).ok(),
+                DEFAULT_DB_POOL,
+                MAX_DB_POOL,
+            )?,
+            max_concurrent_requests: bounded(
+                ENV_MAX_CONCURRENT_REQUESTS,
+                var(ENV_MAX_CONCURRENT_REQUESTS).ok(),
+                DEFAULT_MAX_CONCURRENT_REQUESTS,
+                MAX_CONCURRENT_REQUESTS,
+            )?,
+        };
         Ok(Self {
             tenant_id,
             name: var("TENANT_NAME")?,
@@ -83,7 +131,26 @@ impl Settings {
             host,
             issuer,
             database,
+            sizing,
+            settings_digest: var(ENV_SETTINGS_DIGEST).ok(),
         })
+    }
+}
+
+/// A positive whole number of at most `max` from the variable `name`, or `default` when it
+/// is not set.
+fn bounded<T>(name: &str, raw: Option<String>, default: T, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8> + std::fmt::Display,
+{
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<T>() {
+        Ok(value) if value >= T::from(1) && value <= max => Ok(value),
+        _ => Err(format!(
+            "{name} must be a whole number from 1 to {max}, not {raw:?}"
+        )),
     }
 }
 
@@ -105,7 +172,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<Stop> {
     }
 
     let pool = PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
+        .max_connections(settings.sizing.db_pool)
         .min_connections(0)
         .acquire_timeout(CHECK_TIMEOUT)
         .idle_timeout(Duration::from_secs(60))
@@ -123,19 +190,25 @@ pub async fn run(settings: Settings) -> anyhow::Result<Stop> {
         .context("recording this start")?;
 
     let listener = bind_socket(&settings.socket)?;
-    let state = Arc::new(AppState::new(
-        settings.tenant_id,
-        settings.host.clone(),
-        settings.name.clone(),
-        settings.issuer.clone(),
-        pool.clone(),
-        lock,
-    ));
+    let state = Arc::new(
+        AppState::new(
+            settings.tenant_id,
+            settings.host.clone(),
+            settings.name.clone(),
+            settings.issuer.clone(),
+            pool.clone(),
+            lock,
+        )
+        .with_settings(settings.sizing, settings.settings_digest.clone()),
+    );
     tracing::info!(
         socket = %settings.socket.display(),
         org = %settings.org,
         slug = %settings.slug,
         issuer = %settings.issuer,
+        db_pool = settings.sizing.db_pool,
+        max_concurrent_requests = settings.sizing.max_concurrent_requests,
+        settings_digest = settings.settings_digest.as_deref().unwrap_or("none"),
         "serving"
     );
 
@@ -294,6 +367,21 @@ async fn guard_lock(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizing_variables_are_bounded_and_default_when_absent() {
+        assert_eq!(bounded("X", None, 2u32, 10), Ok(2));
+        assert_eq!(bounded("X", Some(" 7 ".into()), 2u32, 10), Ok(7));
+        assert_eq!(bounded("X", Some("10".into()), 2u32, 10), Ok(10));
+        for bad in ["0", "11", "-1", "two", ""] {
+            let err = bounded("X", Some(bad.into()), 2u32, 10).unwrap_err();
+            assert!(
+                err.contains("X must be a whole number from 1 to 10"),
+                "{err}"
+            );
+        }
+        assert_eq!(bounded("Y", Some("300".into()), 16usize, 100_000), Ok(300));
+    }
 
     #[test]
     fn socket_binding_replaces_only_stale_sockets() {
