@@ -68,7 +68,7 @@ apt_install() {
         apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-apt_install build-essential pkg-config protobuf-compiler python3 python3-venv python3-pip \
+apt_install build-essential pkg-config protobuf-compiler libprotobuf-dev python3 python3-venv python3-pip \
     python3-aiosmtpd curl ca-certificates util-linux procps
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 
