@@ -854,14 +854,19 @@ async fn tokens_are_issued_listed_revoked_and_expire() {
         nothing.body.to_string().replace(&no_such, "ID"),
         "another principal's token looks like no token at all"
     );
-    app.call(
-        Method::DELETE,
-        "/api/v1/tokens/not-a-uuid",
-        Some(&owner),
-        None,
-    )
-    .await
-    .assert_problem(StatusCode::NOT_FOUND, "not-found", "malformed token id");
+    let malformed = app
+        .call(
+            Method::DELETE,
+            "/api/v1/tokens/not-a-uuid",
+            Some(&owner),
+            None,
+        )
+        .await;
+    malformed.assert_problem(StatusCode::BAD_REQUEST, "validation", "malformed token id");
+    assert_eq!(
+        malformed.fields(),
+        vec![("token_id".to_owned(), "invalid".to_owned())]
+    );
     assert_eq!(
         app.get("/api/v1/tokens", &token).await.status,
         StatusCode::OK,

@@ -104,7 +104,7 @@ impl std::fmt::Debug for IssuedToken {
 pub struct Authenticated {
     pub principal: Principal,
     pub token_id: Uuid,
-    /// When the presented token stops working; `None`: when it is revoked.
+    /// When the presented token stops working; `None`: it works until revoked.
     pub token_expires_at: Option<DateTime<Utc>>,
 }
 

@@ -1,12 +1,13 @@
 //! The API's one error type and its rendering as RFC 9457 problem+json.
 //!
-//! Every refusal the API makes, including axum's own rejections (malformed JSON, wrong
-//! content type, oversized bodies, bad paths and queries), leaves through [`ApiError`], so
-//! clients see one body shape with a stable `type` URI. 4xx details are specific; 5xx
+//! Every refusal the API makes, including those of the extractors (malformed JSON, wrong
+//! content type, oversized bodies, bad paths and queries; see [`super::extract`]), leaves
+//! through [`ApiError`] in our own words, so clients see one body shape with a stable
+//! `type` URI and never the web framework's rejection text. 4xx details are specific; 5xx
 //! bodies are generic and their cause goes to the log. Nothing here may put a token, an
 //! Authorization header or a request body into a response or a log line.
 
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -197,18 +198,6 @@ fn problem_response(status: StatusCode, problem: &Problem) -> Response {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         Self::Internal(anyhow::Error::new(err).context("control-plane database"))
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        Self::NotFound(format!("no such resource: {}", rejection.body_text()))
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        Self::field("query", "invalid_query", rejection.body_text())
     }
 }
 

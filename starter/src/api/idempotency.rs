@@ -123,8 +123,13 @@ pub async fn replay_or_record(
     let Some(key_value) = key.key else {
         return Ok(Begin::Proceed(Recording { claim: None }));
     };
+    // The fingerprint reads the body as JSON, where a repeated key keeps its last value: a
+    // body with one must be refused before it can match (and replay) another request.
+    if let Some(refusal) = body.duplicate_key_problem() {
+        return Err(refusal);
+    }
     let pool = state.store().pool();
-    let fingerprint = fingerprint(&key.target, &body.0);
+    let fingerprint = fingerprint(&key.target, body.bytes());
 
     // Expired keys of every principal go here, so the table never outgrows a day of keys.
     sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= now()")

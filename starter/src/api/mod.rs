@@ -24,6 +24,7 @@
 
 pub mod error;
 pub mod events;
+pub mod extract;
 pub mod health;
 pub mod idempotency;
 pub mod openapi;
@@ -36,14 +37,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::routing::{delete, get, post};
-use serde::de::DeserializeOwned;
 use tenant_store::Store;
-use tenant_store::access::{Principal, Role};
+use tenant_store::access::{Authenticated, Principal, Role};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -52,6 +51,7 @@ use crate::saga::Saga;
 
 pub use error::{ApiError, Problem};
 pub use events::EventHub;
+pub use extract::{ApiPath, ApiQuery, JsonBody};
 
 /// Largest request body accepted; a tenant request is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -240,11 +240,31 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let CallerToken(authenticated) = CallerToken::from_request_parts(parts, state).await?;
+        Ok(Self(authenticated.principal))
+    }
+}
+
+/// The authenticated caller with the token it presented (its id and expiry), for handlers
+/// whose answer depends on the token itself.
+pub struct CallerToken(pub Authenticated);
+
+impl FromRequestParts<AppState> for CallerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
-        let principal = state.store().authenticate(token).await?.ok_or_else(|| {
-            ApiError::Unauthorized("the token is invalid, expired or revoked".into())
-        })?;
-        Ok(Self(principal))
+        let authenticated = state
+            .store()
+            .authenticate_token(token)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the token is invalid, expired or revoked".into())
+            })?;
+        Ok(Self(authenticated))
     }
 }
 
@@ -264,129 +284,6 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(missing());
     }
     Ok(token)
-}
-
-/// A path extractor whose rejections are problem documents.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct ApiPath<T>(pub T);
-
-/// A query extractor whose rejections are problem documents.
-#[derive(FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct ApiQuery<T>(pub T);
-
-/// A JSON request body, read (content type and size checked) but not yet parsed, so a
-/// handler can check the caller's access before saying anything about the body.
-pub struct JsonBody(Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(request.headers()) {
-            return Err(ApiError::UnsupportedMediaType(
-                "send the body as JSON with Content-Type: application/json".into(),
-            ));
-        }
-        Ok(Self(Bytes::from_request(request, state).await?))
-    }
-}
-
-impl JsonBody {
-    /// Parses the body, naming the offending field when the JSON is well-formed but wrong.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if self.0.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::field(
-                "body",
-                "required",
-                "the request body is empty; send a JSON object",
-            ));
-        }
-        let value: serde_json::Value =
-            serde_json::from_slice(&self.0).map_err(|e| body_error(".".into(), e))?;
-        // serde would also read a struct from an array, positionally; only objects are meant.
-        if !value.is_object() {
-            return Err(ApiError::field(
-                "body",
-                "invalid_type",
-                "the request body must be a JSON object",
-            ));
-        }
-        serde_path_to_error::deserialize(value)
-            .map_err(|e| body_error(e.path().to_string(), e.into_inner()))
-    }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Maps a serde error to a field-level validation problem. serde reports unknown and
-/// missing fields only in its message, so the field name is read from the backticks there.
-fn body_error(path: String, err: serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-
-    let full = err.to_string();
-    let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
-    if matches!(
-        err.classify(),
-        Category::Syntax | Category::Eof | Category::Io
-    ) {
-        return ApiError::field(
-            "body",
-            "malformed_json",
-            format!("the body is not valid JSON: {message}"),
-        );
-    }
-    let quoted = message.split('`').nth(1).map(str::to_owned);
-    let prefixed = |name: &str| {
-        if path == "." {
-            name.to_owned()
-        } else {
-            format!("{path}.{name}")
-        }
-    };
-    if let (Some(name), true) = (&quoted, message.starts_with("unknown field")) {
-        let allowed = message
-            .split_once("expected ")
-            .map(|(_, rest)| rest.replace('`', ""))
-            .unwrap_or_default();
-        let hint = if allowed.is_empty() {
-            String::new()
-        } else {
-            format!("; expected {allowed}")
-        };
-        // serde_path_to_error's path already ends at the unknown field.
-        let field = if path == "." {
-            name.clone()
-        } else {
-            path.clone()
-        };
-        return ApiError::field(
-            &field,
-            "unknown_field",
-            format!("unknown field {name}{hint}"),
-        );
-    }
-    if let (Some(name), true) = (&quoted, message.starts_with("missing field")) {
-        return ApiError::field(&prefixed(name), "required", format!("{name} is required"));
-    }
-    let field = if path == "." { "body".to_owned() } else { path };
-    ApiError::field(&field, "invalid_type", message)
 }
 
 /// What a handler needs to be allowed.
@@ -433,59 +330,6 @@ pub async fn authorize(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug, Default, serde::Deserialize)]
-    #[serde(deny_unknown_fields, default)]
-    #[allow(dead_code)]
-    struct Body {
-        slug: String,
-        name: Option<String>,
-    }
-
-    fn refused(json: &str) -> (String, String) {
-        let err = JsonBody(Bytes::from(json.to_owned()))
-            .parse::<Body>()
-            .unwrap_err();
-        let ApiError::Validation { errors, .. } = err else {
-            panic!("not a validation error: {err:?}")
-        };
-        (errors[0].field.clone(), errors[0].code.clone())
-    }
-
-    #[test]
-    fn body_errors_name_the_field() {
-        assert_eq!(
-            refused(r#"{"slug":"a","nmae":"x"}"#),
-            ("nmae".into(), "unknown_field".into())
-        );
-        assert_eq!(
-            refused(r#"{"slug":3}"#),
-            ("slug".into(), "invalid_type".into())
-        );
-        assert_eq!(
-            refused(r#"{"slug":"a""#),
-            ("body".into(), "malformed_json".into())
-        );
-        assert_eq!(
-            refused(r#"{"slug":"a"} x"#),
-            ("body".into(), "malformed_json".into())
-        );
-        assert_eq!(refused("[]"), ("body".into(), "invalid_type".into()));
-        assert_eq!(refused(""), ("body".into(), "required".into()));
-    }
-
-    #[test]
-    fn json_content_types() {
-        let mut headers = HeaderMap::new();
-        assert!(!is_json(&headers));
-        headers.insert(
-            header::CONTENT_TYPE,
-            "application/json; charset=utf-8".parse().unwrap(),
-        );
-        assert!(is_json(&headers));
-        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert!(!is_json(&headers));
-    }
 
     #[test]
     fn bearer_tokens_are_parsed_strictly() {

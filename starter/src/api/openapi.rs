@@ -318,7 +318,11 @@ fn operations() -> Vec<Operation> {
             tag: "tokens",
             summary: "Issue an API token for the caller",
             description: "The token is in this answer once and never again: only its \
-                SHA-256 is kept. Without `expires_in_days` it works until revoked."
+                SHA-256 is kept. Without `expires_in_days` it works until revoked. A token \
+                never outlives the token that creates it: when the caller's own token \
+                expires, the new token expires with it by default, and asking for more days \
+                than the caller's token has left is a 400 on `expires_in_days` (code \
+                `exceeds_caller_token`)."
                 .into(),
             auth: true,
             parameters: vec![],
@@ -351,7 +355,8 @@ fn operations() -> Vec<Operation> {
             summary: "Revoke a token",
             description: "The caller may revoke its own tokens, a platform operator any \
                 token; another principal's token is not found. Revoking a revoked token \
-                answers the same. A revoked token is refused with 401 from then on."
+                answers the same. A revoked token is refused with 401 from then on. An id \
+                that is not a UUID is a 400 on `token_id`."
                 .into(),
             auth: true,
             parameters: vec![json!({
@@ -361,6 +366,7 @@ fn operations() -> Vec<Operation> {
             request: None,
             responses: vec![
                 (200, json_response("The revoked token", "Token")),
+                (400, problem_ref("Validation")),
                 (404, problem_ref("NotFound")),
             ],
         },
@@ -645,7 +651,11 @@ fn components() -> Value {
                 "The request breaks the validation rule or is malformed; nothing was written. \
                  `errors` names each refused field with a stable code (required, pattern, \
                  too_long, unknown_plan, invalid_email, unknown_field, invalid_type, \
-                 malformed_json, ...)",
+                 malformed_json, duplicate_key, ...). A path or query parameter that is \
+                 malformed is named the same way: a path segment or query value that is \
+                 not UTF-8 once percent-decoded is `invalid_utf8`, a query parameter given \
+                 twice is `duplicate`. A JSON object that repeats a key is refused \
+                 (`duplicate_key`), never read with one of its values",
                 &["validation"],
             ),
             "Unauthorized": problem_response(
@@ -892,6 +902,9 @@ fn components() -> Value {
                     },
                     "expires_in_days": {
                         "type": "integer", "minimum": 1, "maximum": MAX_EXPIRES_IN_DAYS,
+                        "description": "Absent: until revoked, or until the caller's own \
+                            token expires if it does; at most the whole days the caller's \
+                            token has left",
                     },
                 },
             },

@@ -1,21 +1,26 @@
 //! The caller's own API tokens: issue (shown once), list, revoke.
 //!
+//! A token never outlives the token that created it: a caller whose own token expires gets
+//! a new token that expires no later (by default exactly when the caller's does), so an
+//! expiring token cannot be turned into a permanent one.
+//!
 //! A principal manages only its own tokens; a platform operator may also revoke anyone's
 //! (to cut off a leaked token). Another principal's token answers exactly like one that
 //! does not exist. The token value leaves this module once, in the body of the `POST`
 //! answer; it is never logged, never listed, and `Debug` never shows it.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tenant_domain::FieldError;
-use tenant_store::access::{AccessError, TokenInfo};
+use tenant_store::access::{AccessError, Authenticated, TokenInfo};
 use uuid::Uuid;
 
-use super::{ApiError, ApiPath, AppState, Caller, JsonBody};
+use super::{ApiError, ApiPath, AppState, Caller, CallerToken, JsonBody};
 
 /// Longest token name, in characters.
 pub const MAX_TOKEN_NAME_LEN: usize = 64;
@@ -29,7 +34,8 @@ pub struct CreateTokenBody {
     /// What the token is for, e.g. `ci-deploy`; shown in listings.
     #[serde(default)]
     pub name: String,
-    /// Days until the token stops working; absent: it works until revoked.
+    /// Days until the token stops working; absent: it works until revoked, or, when the
+    /// caller's own token expires, until the caller's token expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
 }
@@ -92,19 +98,26 @@ impl TokenView {
     }
 }
 
-/// `POST /api/v1/tokens`: 201 with the token, shown this once.
-#[tracing::instrument(name = "tokens_create", skip_all, fields(caller = %caller.name))]
+/// `POST /api/v1/tokens`: 201 with the token, shown this once; 400 for a lifetime beyond
+/// the caller's own token (see [`new_token_expiry`]).
+#[tracing::instrument(
+    name = "tokens_create",
+    skip_all,
+    fields(caller = %caller.principal.name, caller_token = %caller.token_id)
+)]
 pub async fn tokens_create(
     State(state): State<AppState>,
-    Caller(caller): Caller,
+    CallerToken(caller): CallerToken,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let body: CreateTokenBody = body.parse()?;
     let name = check_token_request(&body).map_err(ApiError::invalid_fields)?;
+    let expires_at = new_token_expiry(body.expires_in_days, &caller, Utc::now())
+        .map_err(|e| ApiError::invalid_fields(vec![e]))?;
 
     let issued = state
         .store()
-        .create_token_expiring(caller.id, &name, body.expires_in_days)
+        .create_token(caller.principal.id, &name, expires_at)
         .await
         .map_err(|err| match err {
             AccessError::Database(err) => ApiError::from(err),
@@ -170,6 +183,42 @@ pub fn check_token_request(body: &CreateTokenBody) -> Result<String, Vec<FieldEr
     }
 }
 
+/// When a new token expires: `days` days from `now`, or never; but never after the token
+/// the caller presented. Without `days`, a caller whose token expires gets a token that
+/// expires at the same moment; asking for more days than the caller's token has left is
+/// refused, naming how many it may ask for.
+pub fn new_token_expiry(
+    days: Option<u32>,
+    caller: &Authenticated,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
+    let asked = days.map(|d| now + chrono::Duration::days(i64::from(d)));
+    let Some(cap) = caller.token_expires_at else {
+        return Ok(asked);
+    };
+    match asked {
+        None => Ok(Some(cap)),
+        Some(at) if at <= cap => Ok(Some(at)),
+        Some(_) => {
+            let until = cap.to_rfc3339_opts(SecondsFormat::Secs, true);
+            let left = (cap - now).num_days();
+            let allowed = if left >= 1 {
+                format!("ask for at most {left} days, or ")
+            } else {
+                String::new()
+            };
+            Err(field_error(
+                "expires_in_days",
+                "exceeds_caller_token",
+                format!(
+                    "the token you are using expires at {until} and a token it creates may not \
+                     outlive it: {allowed}omit expires_in_days to expire with it"
+                ),
+            ))
+        }
+    }
+}
+
 fn field_error(field: &str, code: &str, message: impl Into<String>) -> FieldError {
     FieldError {
         field: field.to_owned(),
@@ -195,6 +244,29 @@ pub async fn tokens_list(
     Ok(Json(TokenList { items }))
 }
 
+/// The `{id}` of `/api/v1/tokens/{id}`; anything but a UUID is a 400 naming `token_id`.
+pub struct TokenId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for TokenId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_a_uuid = || {
+            ApiError::field(
+                "token_id",
+                "invalid",
+                "token id must be a UUID, as GET /api/v1/tokens lists them",
+            )
+        };
+        let raw = match ApiPath::<String>::from_request_parts(parts, state).await {
+            Ok(ApiPath(raw)) => raw,
+            Err(ApiError::Validation { .. }) => return Err(not_a_uuid()),
+            Err(other) => return Err(other),
+        };
+        Uuid::try_parse(&raw).map(Self).map_err(|_| not_a_uuid())
+    }
+}
+
 /// `DELETE /api/v1/tokens/{id}`: 200 with the revoked token. Revoking a revoked token
 /// answers the same; a token that is not the caller's (unless the caller is an operator)
 /// is not found.
@@ -206,7 +278,7 @@ pub async fn tokens_list(
 pub async fn tokens_revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    ApiPath(id): ApiPath<Uuid>,
+    TokenId(id): TokenId,
 ) -> Result<Json<TokenView>, ApiError> {
     let owner = (!caller.platform_operator).then_some(caller.id);
     let revoked = state
@@ -251,6 +323,50 @@ mod tests {
             refused(body("a\u{7}b", None)),
             vec![("name".into(), "invalid".into())]
         );
+    }
+
+    #[test]
+    fn new_tokens_never_outlive_the_callers_token() {
+        let now = Utc::now();
+        let caller = |expires_at| Authenticated {
+            principal: tenant_store::access::Principal {
+                id: Uuid::nil(),
+                name: "ci".into(),
+                platform_operator: false,
+            },
+            token_id: Uuid::nil(),
+            token_expires_at: expires_at,
+        };
+        let days = |d: i64| now + chrono::Duration::days(d);
+        let forever = caller(None);
+        assert_eq!(new_token_expiry(None, &forever, now), Ok(None));
+        assert_eq!(new_token_expiry(Some(7), &forever, now), Ok(Some(days(7))));
+
+        let for_a_week = caller(Some(days(7) + chrono::Duration::hours(3)));
+        assert_eq!(
+            new_token_expiry(None, &for_a_week, now),
+            Ok(for_a_week.token_expires_at),
+            "by default the new token expires with the caller's"
+        );
+        assert_eq!(
+            new_token_expiry(Some(7), &for_a_week, now),
+            Ok(Some(days(7)))
+        );
+        let refused = new_token_expiry(Some(8), &for_a_week, now).unwrap_err();
+        assert_eq!(
+            (refused.field.as_str(), refused.code.as_str()),
+            ("expires_in_days", "exceeds_caller_token")
+        );
+        assert!(
+            refused.message.contains("at most 7 days"),
+            "{}",
+            refused.message
+        );
+
+        let for_an_hour = caller(Some(now + chrono::Duration::hours(1)));
+        let refused = new_token_expiry(Some(1), &for_an_hour, now).unwrap_err();
+        assert!(!refused.message.contains("at most"), "{}", refused.message);
+        assert!(refused.message.contains("omit expires_in_days"));
     }
 
     #[test]

@@ -1,0 +1,509 @@
+//! The extractors handlers read a request's path, query and JSON body with.
+//!
+//! Each refuses with a problem document in our own words that names the part at fault
+//! (the path parameter, the query parameter, the body field); the web framework's rejection
+//! text never reaches a client. A body is read here but parsed only when the handler asks,
+//! after it has checked the caller's access, so an outsider learns nothing from it.
+//!
+//! Nothing here may log a request body or a query string (they can carry email addresses).
+
+use std::collections::HashSet;
+use std::fmt;
+
+use axum::body::Bytes;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use percent_encoding::percent_decode_str;
+use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess};
+
+use super::ApiError;
+
+/// A path extractor whose rejections name the path parameter, e.g. a segment that is not
+/// valid UTF-8 once percent-decoded: 400 with the parameter (`org_id`, `slug`, `kind`) as
+/// the field.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(path_problem(rejection)),
+        }
+    }
+}
+
+fn path_problem(rejection: PathRejection) -> ApiError {
+    let PathRejection::FailedToDeserializePathParams(failed) = &rejection else {
+        // The route has no parameters for the extractor: a bug in the router, not the request.
+        return ApiError::Internal(anyhow::anyhow!(
+            "path parameters unavailable: {}",
+            rejection.body_text()
+        ));
+    };
+    match failed.kind() {
+        ErrorKind::InvalidUtf8InPathParam { key } => ApiError::field(
+            key,
+            "invalid_utf8",
+            format!("{key} in the path is not valid UTF-8 once percent-decoded"),
+        ),
+        ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::DeserializeError { key, .. } => {
+            ApiError::field(key, "invalid", format!("{key} in the path is malformed"))
+        }
+        ErrorKind::WrongNumberOfParameters { .. } | ErrorKind::UnsupportedType { .. } => {
+            ApiError::Internal(anyhow::anyhow!(
+                "path extractor does not fit its route: {}",
+                failed.body_text()
+            ))
+        }
+        _ => ApiError::field("path", "invalid", "the path is malformed"),
+    }
+}
+
+/// A query extractor. Each parameter may appear once and must be valid UTF-8 once
+/// percent-decoded; the handler's type reads the parameters as strings (parameters it does
+/// not declare are ignored) and checks their values itself, in its own words.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let params = query_params(parts.uri.query().unwrap_or(""))?;
+        let object = serde_json::Value::Object(
+            params
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect(),
+        );
+        serde_path_to_error::deserialize(object)
+            .map(Self)
+            .map_err(|err| {
+                let field = err.path().to_string();
+                let field = if field == "." { "query".into() } else { field };
+                ApiError::field(
+                    &field,
+                    "invalid",
+                    format!("query parameter {field} is invalid"),
+                )
+            })
+    }
+}
+
+/// The decoded `name=value` pairs of a query string (`application/x-www-form-urlencoded`:
+/// `+` is a space), refusing a repeated name and bytes that are not UTF-8.
+fn query_params(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let decode = |raw: &str| {
+        let spaced = raw.replace('+', " ");
+        percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+    };
+    let mut seen = HashSet::new();
+    let mut params = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = decode(raw_name).map_err(|_| {
+            ApiError::field(
+                "query",
+                "invalid_utf8",
+                "a query parameter name is not valid UTF-8 once percent-decoded",
+            )
+        })?;
+        let value = decode(raw_value).map_err(|_| {
+            ApiError::field(
+                &name,
+                "invalid_utf8",
+                format!("query parameter {name} is not valid UTF-8 once percent-decoded"),
+            )
+        })?;
+        if name.is_empty() {
+            continue;
+        }
+        if !seen.insert(name.clone()) {
+            return Err(ApiError::field(
+                &name,
+                "duplicate",
+                format!("query parameter {name} is given more than once; give it once"),
+            ));
+        }
+        params.push((name, value));
+    }
+    Ok(params)
+}
+
+/// A JSON request body, read (content type and size checked) but not yet parsed, so a
+/// handler can check the caller's access before saying anything about the body.
+pub struct JsonBody(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with Content-Type: application/json".into(),
+            ));
+        }
+        Ok(Self(Bytes::from_request(request, state).await?))
+    }
+}
+
+impl JsonBody {
+    /// The body as received.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Parses the body, naming the offending field when the JSON is well-formed but wrong.
+    /// A key given twice in one object is refused: JSON parsers disagree on which value
+    /// wins, so the request is ambiguous.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::field(
+                "body",
+                "required",
+                "the request body is empty; send a JSON object",
+            ));
+        }
+        let first_duplicate: FirstDuplicateKey =
+            serde_json::from_slice(&self.0).map_err(|e| body_error(".".into(), e))?;
+        if let Some(key) = first_duplicate.0 {
+            return Err(duplicate_key(&key));
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&self.0).map_err(|e| body_error(".".into(), e))?;
+        // serde would also read a struct from an array, positionally; only objects are meant.
+        if !value.is_object() {
+            return Err(ApiError::field(
+                "body",
+                "invalid_type",
+                "the request body must be a JSON object",
+            ));
+        }
+        serde_path_to_error::deserialize(value)
+            .map_err(|e| body_error(e.path().to_string(), e.into_inner()))
+    }
+
+    /// The refusal [`JsonBody::parse`] gives a body with a key given twice, if it has one;
+    /// nothing for any other body, whatever its faults.
+    pub fn duplicate_key_problem(&self) -> Option<ApiError> {
+        let first: FirstDuplicateKey = serde_json::from_slice(&self.0).ok()?;
+        first.0.map(|key| duplicate_key(&key))
+    }
+}
+
+fn duplicate_key(key: &str) -> ApiError {
+    ApiError::field(key, "duplicate_key", format!("duplicate key `{key}`"))
+}
+
+/// The first key that appears twice within one object, anywhere in a JSON document, as a
+/// path (`slug`, `a.b`, `a[2].b`). Reading it walks the whole document without keeping it.
+struct FirstDuplicateKey(Option<String>);
+
+impl<'de> de::Deserialize<'de> for FirstDuplicateKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        DuplicateWalk { path: "" }
+            .deserialize(deserializer)
+            .map(FirstDuplicateKey)
+    }
+}
+
+/// Visits one JSON value at `path`; yields the first duplicate key within it.
+struct DuplicateWalk<'p> {
+    path: &'p str,
+}
+
+impl DuplicateWalk<'_> {
+    fn child(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DuplicateWalk<'_> {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for DuplicateWalk<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut first = None;
+        let mut index = 0usize;
+        loop {
+            let path = format!("{}[{index}]", self.path);
+            match seq.next_element_seed(DuplicateWalk { path: &path })? {
+                Some(found) => first = first.or(found),
+                None => return Ok(first),
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut keys = HashSet::new();
+        let mut first = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let path = self.child(&key);
+            if !keys.insert(key) && first.is_none() {
+                first = Some(path.clone());
+            }
+            let nested = map.next_value_seed(DuplicateWalk { path: &path })?;
+            first = first.or(nested);
+        }
+        Ok(first)
+    }
+}
+
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Maps a serde error to a field-level validation problem. serde reports unknown and
+/// missing fields only in its message, so the field name is read from the backticks there.
+fn body_error(path: String, err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+
+    let full = err.to_string();
+    let message = full.split(" at line ").next().unwrap_or(&full).to_owned();
+    if matches!(
+        err.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
+        return ApiError::field(
+            "body",
+            "malformed_json",
+            format!("the body is not valid JSON: {message}"),
+        );
+    }
+    let quoted = message.split('`').nth(1).map(str::to_owned);
+    let prefixed = |name: &str| {
+        if path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    if let (Some(name), true) = (&quoted, message.starts_with("unknown field")) {
+        let allowed = message
+            .split_once("expected ")
+            .map(|(_, rest)| rest.replace('`', ""))
+            .unwrap_or_default();
+        let hint = if allowed.is_empty() {
+            String::new()
+        } else {
+            format!("; expected {allowed}")
+        };
+        // serde_path_to_error's path already ends at the unknown field.
+        let field = if path == "." {
+            name.clone()
+        } else {
+            path.clone()
+        };
+        return ApiError::field(
+            &field,
+            "unknown_field",
+            format!("unknown field {name}{hint}"),
+        );
+    }
+    if let (Some(name), true) = (&quoted, message.starts_with("missing field")) {
+        return ApiError::field(&prefixed(name), "required", format!("{name} is required"));
+    }
+    let field = if path == "." { "body".to_owned() } else { path };
+    ApiError::field(&field, "invalid_type", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    #[allow(dead_code)]
+    struct Body {
+        slug: String,
+        name: Option<String>,
+        tags: Vec<serde_json::Value>,
+    }
+
+    fn refused(json: &str) -> (String, String, String) {
+        let err = JsonBody(Bytes::from(json.to_owned()))
+            .parse::<Body>()
+            .unwrap_err();
+        let ApiError::Validation { errors, .. } = err else {
+            panic!("not a validation error: {err:?}")
+        };
+        let e = &errors[0];
+        (e.field.clone(), e.code.clone(), e.message.clone())
+    }
+
+    fn field_and_code(json: &str) -> (String, String) {
+        let (field, code, _) = refused(json);
+        (field, code)
+    }
+
+    #[test]
+    fn body_errors_name_the_field() {
+        assert_eq!(
+            field_and_code(r#"{"slug":"a","nmae":"x"}"#),
+            ("nmae".into(), "unknown_field".into())
+        );
+        assert_eq!(
+            field_and_code(r#"{"slug":3}"#),
+            ("slug".into(), "invalid_type".into())
+        );
+        assert_eq!(
+            field_and_code(r#"{"slug":"a""#),
+            ("body".into(), "malformed_json".into())
+        );
+        assert_eq!(
+            field_and_code(r#"{"slug":"a"} x"#),
+            ("body".into(), "malformed_json".into())
+        );
+        assert_eq!(field_and_code("[]"), ("body".into(), "invalid_type".into()));
+        assert_eq!(field_and_code(""), ("body".into(), "required".into()));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_wherever_they_are() {
+        assert_eq!(
+            refused(r#"{"slug":"a","name":"n","slug":"b"}"#),
+            (
+                "slug".into(),
+                "duplicate_key".into(),
+                "duplicate key `slug`".into()
+            )
+        );
+        // The same key spelled with an escape is the same key.
+        assert_eq!(
+            field_and_code(r#"{"slug":"a","sl\u0075g":"a"}"#).1,
+            "duplicate_key"
+        );
+        assert_eq!(
+            field_and_code(r#"{"slug":"a","tags":[1,{"x":1,"y":{"z":0,"z":1}}]}"#),
+            ("tags[1].y.z".into(), "duplicate_key".into())
+        );
+        // Before the type checks: the ambiguity is the first thing wrong with the body.
+        assert_eq!(
+            field_and_code(r#"{"slug":3,"slug":"b"}"#),
+            ("slug".into(), "duplicate_key".into())
+        );
+        // The same name in two objects is no duplicate.
+        let ok = JsonBody(Bytes::from_static(
+            br#"{"slug":"a","tags":[{"slug":1},{"slug":2}]}"#,
+        ));
+        assert_eq!(ok.parse::<Body>().unwrap().slug, "a");
+        assert!(ok.duplicate_key_problem().is_none());
+        // Malformed JSON is still malformed JSON.
+        assert_eq!(
+            field_and_code(r#"{"slug":"a","slug":"#),
+            ("body".into(), "malformed_json".into())
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        assert!(is_json(&headers));
+        headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert!(!is_json(&headers));
+    }
+
+    fn query_refusal(query: &str) -> (String, String) {
+        let Err(ApiError::Validation { errors, .. }) = query_params(query) else {
+            panic!("{query} was not refused")
+        };
+        (errors[0].field.clone(), errors[0].code.clone())
+    }
+
+    #[test]
+    fn queries_are_decoded_strictly() {
+        assert_eq!(
+            query_params("state=active&after=a%2Db&q=x+y&flag&&=z").unwrap(),
+            vec![
+                ("state".into(), "active".into()),
+                ("after".into(), "a-b".into()),
+                ("q".into(), "x y".into()),
+                ("flag".into(), String::new()),
+            ]
+        );
+        assert_eq!(
+            query_refusal("limit=1&limit=2"),
+            ("limit".into(), "duplicate".into())
+        );
+        assert_eq!(
+            query_refusal("after=%FF"),
+            ("after".into(), "invalid_utf8".into())
+        );
+        assert_eq!(
+            query_refusal("%C3%28=1"),
+            ("query".into(), "invalid_utf8".into())
+        );
+    }
+}
