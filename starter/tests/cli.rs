@@ -1,7 +1,7 @@
 //! The `tenants` binary against the API served on real servers (see `support`):
 //! bootstrap, local validation, reads, how refusals are shown, and — with the real worker
 //! running the saga — create and the lifecycle actions following the live audit feed until
-//! their stable state, failure and timeout included.
+//! their stable state, failure and timeout included. Help and usage errors need no server.
 
 mod support;
 
@@ -51,6 +51,79 @@ async fn tenants(app: &TestApp, config: &ConfigDir, token: Option<&str>, args: &
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Progress written for a pipe is plain lines: no spinner frames, cursor moves or colours.
+fn assert_plain(stderr: &str) {
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "terminal control characters on a pipe: {stderr:?}"
+    );
+}
+
+/// The binary alone, without a server: for help and usage errors.
+async fn tenants_offline(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))
+        .args(args)
+        .env_remove("TP_TOKEN")
+        .env("TP_API_URL", "http://127.0.0.1:9")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// `tenants --help` lists every exit code with examples; each command takes the slug as
+/// `--slug` or alone, never both; a usage error exits 2, apart from every other failure.
+#[tokio::test]
+async fn help_and_usage_errors() {
+    let help = tenants_offline(&["--help"]).await;
+    assert!(help.status.success());
+    let help = text(&help.stdout);
+    for line in [
+        "  0    done:",
+        "  1    refused or failed:",
+        "  2    usage error:",
+        "  3    timed out:",
+        "  130  interrupted",
+        "tenants get --org acme --slug production",
+    ] {
+        assert!(help.contains(line), "{line:?} missing from:\n{help}");
+    }
+
+    for command in [
+        "get",
+        "events",
+        "retry",
+        "decommission",
+        "suspend",
+        "resume",
+        "reissue-invitation",
+        "resend-email",
+        "create",
+    ] {
+        let help = tenants_offline(&[command, "--help"]).await;
+        assert!(help.status.success(), "{command} --help");
+        let help = text(&help.stdout);
+        assert!(help.contains("--slug <SLUG>"), "{command}: {help}");
+        assert!(help.contains("Example"), "{command} has no example: {help}");
+
+        let missing = tenants_offline(&[command, "--org", "acme"]).await;
+        assert_eq!(missing.status.code(), Some(2), "{command} without a slug");
+        assert!(
+            text(&missing.stderr).contains("--slug <SLUG>"),
+            "{command}: {}",
+            text(&missing.stderr)
+        );
+        let both = tenants_offline(&[command, "--org", "acme", "--slug", "a", "b"]).await;
+        assert_eq!(both.status.code(), Some(2), "{command} with two slugs");
+        assert!(
+            text(&both.stderr).contains("cannot be used with"),
+            "{command}: {}",
+            text(&both.stderr)
+        );
+    }
+    let unknown = tenants_offline(&["suspendd", "--org", "acme", "prod"]).await;
+    assert_eq!(unknown.status.code(), Some(2));
 }
 
 /// Waits until the stored tenant is in `state`.
@@ -294,7 +367,7 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
     );
 
     // Reads: a table, JSON, the list and the feed.
-    let got = run(vec!["get", "--org", &org, "prod"], token.clone()).await;
+    let got = run(vec!["get", "--org", &org, "--slug", "prod"], token.clone()).await;
     assert!(
         text(&got.stdout).contains("active"),
         "{}",
@@ -317,7 +390,18 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
         "{}",
         text(&listed.stdout)
     );
-    let events = run(vec!["events", "--org", &org, "prod"], token.clone()).await;
+    let events = run(
+        vec!["events", "--org", &org, "--slug", "prod"],
+        token.clone(),
+    )
+    .await;
+    assert!(events.status.success(), "{}", text(&events.stderr));
+    let missing = run(vec!["get", "--org", &org, "--slug", "nope"], token.clone()).await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(
+        text(&missing.stderr).trim(),
+        format!("error: tenant nope not found in organisation {org}")
+    );
     assert!(
         text(&events.stdout).contains("tenant is active"),
         "{}",
@@ -325,7 +409,11 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
     );
 
     // A wrong-state action is refused with the workflow's reason; a member may not act.
-    let refused = run(vec!["resume", "--org", &org, "prod"], token.clone()).await;
+    let refused = run(
+        vec!["resume", "--org", &org, "--slug", "prod"],
+        token.clone(),
+    )
+    .await;
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(
         text(&refused.stderr).trim(),
@@ -340,9 +428,14 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
     );
 
     // suspend, following to `suspended`.
-    let suspended = run(vec!["suspend", "--org", &org, "prod"], token.clone()).await;
+    let suspended = run(
+        vec!["suspend", "--org", &org, "--slug", "prod"],
+        token.clone(),
+    )
+    .await;
     let stderr = text(&suspended.stderr);
     assert!(suspended.status.success(), "{stderr}");
+    assert_plain(&stderr);
     assert!(
         stderr.contains("✓ suspend accepted from state active"),
         "{stderr}"
@@ -377,6 +470,7 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
             "json",
             "--org",
             &org,
+            "--slug",
             "prod",
             "--after",
             &last.to_string(),
@@ -392,7 +486,7 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
     let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
 
     let resumed = run(
-        vec!["resume", "--org", &org, "prod", "-o", "json"],
+        vec!["resume", "--org", &org, "--slug", "prod", "-o", "json"],
         token.clone(),
     )
     .await;
@@ -436,7 +530,11 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
     assert_eq!(value["action"], "decommission");
     assert_eq!(value["accepted"], true);
     wait_for_state(&app, &org, "prod", "decommissioned").await;
-    let gone = run(vec!["retry", "--org", &org, "prod"], token.clone()).await;
+    let gone = run(
+        vec!["retry", "--org", &org, "--slug", "prod"],
+        token.clone(),
+    )
+    .await;
     assert_eq!(gone.status.code(), Some(1));
     assert!(
         text(&gone.stderr).contains("tenant prod is decommissioned"),
@@ -446,7 +544,7 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
 }
 
 /// A saga that fails exits 1 with the reason, for `create` and for a `retry` that fails
-/// again; a saga that does not settle in time exits 2; `--no-wait` returns at once.
+/// again; a saga that does not settle in time exits 3; `--no-wait` returns at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_and_timeouts_are_reported() {
     let app = spawn_app_with(Default::default(), false).await;
@@ -478,6 +576,7 @@ async fn failures_and_timeouts_are_reported() {
     let failed = create("doomed", &["--timeout", "180"]).await;
     let stderr = text(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert_plain(&stderr);
     assert!(
         stderr.contains("✗ allocate_storage attempt 1 failed: injected failure"),
         "{stderr}"
@@ -513,8 +612,14 @@ async fn failures_and_timeouts_are_reported() {
     );
 
     let stuck = create("stuck", &["--timeout", "1"]).await;
-    assert_eq!(stuck.status.code(), Some(2), "{}", text(&stuck.stderr));
-    assert!(text(&stuck.stderr).contains("the saga carries on"));
+    let stderr = text(&stuck.stderr);
+    assert_eq!(stuck.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the saga carries on. Follow it with `tenants events --org {org} --slug stuck --follow`"
+        )),
+        "{stderr}"
+    );
 
     let no_wait = create("stuck", &["--no-wait", "-o", "json"]).await;
     assert!(no_wait.status.success());

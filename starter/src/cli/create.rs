@@ -16,9 +16,10 @@ use super::{ApiClient, CreateArgs, Outcome, OutputFormat, report};
 use crate::api::tenants::{CreateTenantBody, TenantDetail, TenantResource};
 
 pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputFormat) -> Outcome {
+    let slug = args.tenant.slug().to_owned();
     let request = TenantRequest {
         org: args.org.clone(),
-        slug: args.slug.clone(),
+        slug: slug.clone(),
         plan: args.plan.clone(),
         first_admin_email: args.first_admin.clone(),
         name: args.name.clone(),
@@ -33,7 +34,7 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
     }
 
     let body = CreateTenantBody {
-        slug: args.slug.clone(),
+        slug: slug.clone(),
         plan: args.plan,
         first_admin_email: args.first_admin,
         name: args.name,
@@ -70,7 +71,7 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
     let goal = Goal::Provisioned {
         incarnation: tenant.incarnation,
     };
-    match follow(client, &args.org, &args.slug, 0, goal, deadline).await {
+    match follow(client, &args.org, &slug, 0, goal, deadline).await {
         Ok(Followed::Settled {
             reached,
             raw,
@@ -79,10 +80,18 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
         }) => finish(reached, raw, detail, format),
         Ok(Followed::TimedOut) => {
             eprintln!(
-                "… not settled after {} s; the saga carries on. Follow it with `tenants events --follow --org {} {}`",
-                args.timeout, args.org, args.slug
+                "… not settled after {} s; the saga carries on. {}",
+                args.timeout,
+                follow_hint(&args.org, &slug)
             );
             Outcome::TimedOut
+        }
+        Ok(Followed::Interrupted) => {
+            eprintln!(
+                "… stopped following; the saga carries on. {}",
+                follow_hint(&args.org, &slug)
+            );
+            Outcome::Interrupted
         }
         Err(err) => report(err),
     }
@@ -128,6 +137,11 @@ pub(super) fn failure_reason(tenant: &TenantResource) -> String {
         .and_then(|m| m.as_str())
         .map(|m| format!(": {m}"))
         .unwrap_or_default()
+}
+
+/// How to pick up following a saga that the command stopped following.
+pub(super) fn follow_hint(org: &str, slug: &str) -> String {
+    format!("Follow it with `tenants events --org {org} --slug {slug} --follow`")
 }
 
 /// The command-line flag a request field comes from, so errors point at what to retype.

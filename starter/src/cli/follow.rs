@@ -3,14 +3,15 @@
 //!
 //! The feed is read live (Server-Sent Events); when the live feed cannot be opened or breaks
 //! twice, the rest is polled. Either way events are read strictly after the last one seen,
-//! so nothing is printed twice or skipped. Following only reads: stopping (timeout,
-//! ctrl-c) never affects the saga.
+//! so nothing is printed twice or skipped. How the events look on stderr (plain lines, or a
+//! spinner on a terminal) is `progress`'s business. Following only reads: stopping
+//! (timeout, ctrl-c) never affects the saga.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::output::event_line;
+use super::progress::Progress;
 use super::{ApiClient, ClientError};
 use crate::api::tenants::{EventView, TenantDetail};
 use crate::cli::client::EventStream;
@@ -55,6 +56,8 @@ pub(super) enum Followed {
         event: Option<Box<EventView>>,
     },
     TimedOut,
+    /// The user pressed ctrl-c.
+    Interrupted,
 }
 
 /// Decides, event by event, whether the goal is met.
@@ -144,7 +147,8 @@ enum Source {
     Polling { warned: bool },
 }
 
-/// Prints the feed after event `after` until `goal` is met or `deadline` passes.
+/// Shows the feed after event `after` until `goal` is met, `deadline` passes or the user
+/// presses ctrl-c.
 pub(super) async fn follow(
     client: &ApiClient,
     org: &str,
@@ -153,9 +157,29 @@ pub(super) async fn follow(
     goal: Goal,
     deadline: Instant,
 ) -> Result<Followed, ClientError> {
+    let mut progress = Progress::new();
+    let followed = tokio::select! {
+        followed = follow_feed(client, org, slug, after, goal, deadline, &mut progress) => followed,
+        // Without a handler (it could not be installed) ctrl-c ends the process as usual.
+        Ok(()) = tokio::signal::ctrl_c() => Ok(Followed::Interrupted),
+    };
+    // The spinner goes before the caller prints its summary.
+    drop(progress);
+    followed
+}
+
+async fn follow_feed(
+    client: &ApiClient,
+    org: &str,
+    slug: &str,
+    after: i64,
+    goal: Goal,
+    deadline: Instant,
+    progress: &mut Progress,
+) -> Result<Followed, ClientError> {
     let mut tracker = Tracker::new(goal);
     let mut last = after;
-    let mut source = open(client, org, slug, last, None).await;
+    let mut source = open(client, org, slug, last, None, progress).await;
     let mut live_failures = 0;
 
     loop {
@@ -170,9 +194,9 @@ pub(super) async fn follow(
                     };
                     live_failures += 1;
                     source = if live_failures < 2 {
-                        open(client, org, slug, last, Some(&reason)).await
+                        open(client, org, slug, last, Some(&reason), progress).await
                     } else {
-                        eprintln!("… {reason} again; polling instead");
+                        progress.note(&format!("… {reason} again; polling instead"));
                         Source::Polling { warned: false }
                     };
                     continue;
@@ -190,7 +214,7 @@ pub(super) async fn follow(
                     }
                     Err(err) if err.is_transient() => {
                         if !*warned {
-                            eprintln!("… {err}; still trying");
+                            progress.note(&format!("… {err}; still trying"));
                             *warned = true;
                         }
                         continue;
@@ -205,7 +229,7 @@ pub(super) async fn follow(
         for event in &batch {
             last = last.max(event.id);
             if tracker.shows(event) {
-                eprintln!("{}", event_line(event));
+                progress.event(event);
             }
             match tracker.observe(event) {
                 Verdict::Continue => {}
@@ -225,7 +249,7 @@ pub(super) async fn follow(
         if check && let Some(settled) = check_stored(client, org, slug, &tracker).await? {
             // Events committed with the final state may not have been read yet.
             if polling {
-                let _ = print_backlog(client, org, slug, &mut last, &tracker).await;
+                let _ = print_backlog(client, org, slug, &mut last, &tracker, progress).await;
             }
             return Ok(settled);
         }
@@ -242,14 +266,15 @@ async fn open(
     slug: &str,
     after: i64,
     reconnecting_because: Option<&str>,
+    progress: &Progress,
 ) -> Source {
     match client.event_stream(org, slug, after).await {
         Ok(stream) => Source::Live(stream),
         Err(err) => {
-            match reconnecting_because {
-                Some(reason) => eprintln!("… {reason} and could not be reopened ({err}); polling"),
-                None => eprintln!("… live feed unavailable ({err}); polling"),
-            }
+            progress.note(&match reconnecting_because {
+                Some(reason) => format!("… {reason} and could not be reopened ({err}); polling"),
+                None => format!("… live feed unavailable ({err}); polling"),
+            });
             Source::Polling { warned: false }
         }
     }
@@ -286,13 +311,14 @@ async fn print_backlog(
     slug: &str,
     last: &mut i64,
     tracker: &Tracker,
+    progress: &mut Progress,
 ) -> Result<(), ClientError> {
     loop {
         let events = client.events(org, slug, *last, POLL_PAGE).await?;
         for event in &events {
             *last = event.id;
             if tracker.shows(event) {
-                eprintln!("{}", event_line(event));
+                progress.event(event);
             }
         }
         if events.len() < POLL_PAGE as usize {

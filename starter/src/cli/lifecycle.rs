@@ -12,7 +12,7 @@ use std::time::Duration;
 use tenant_domain::{EmailKind, LifecycleAction};
 use tokio::time::Instant;
 
-use super::create::failure_reason;
+use super::create::{failure_reason, follow_hint};
 use super::follow::{Followed, Goal, OPERATOR_EMAIL_FAILED, OPERATOR_EMAIL_SENT, follow};
 use super::output::print_json;
 use super::{ActionArgs, ApiClient, Outcome, OutputFormat, report};
@@ -35,7 +35,7 @@ pub(super) async fn run(
     args: ActionArgs,
     format: OutputFormat,
 ) -> Outcome {
-    let (org, slug) = (args.org.as_str(), args.slug.as_str());
+    let (org, slug) = (args.org.as_str(), args.tenant.slug());
     // Where the feed stands and what state the action starts from, read before sending it,
     // so every event the action causes is after `after` and a move away from `from` is seen.
     let (after, from) = if args.no_wait {
@@ -87,12 +87,14 @@ pub(super) async fn run(
         }
         Ok(Followed::TimedOut) => {
             eprintln!(
-                "… not {} after {} s; the saga carries on. Follow it with `tenants events --follow --org {org} {slug}`",
+                "… not {} after {} s; the saga carries on. {}",
                 target(action),
-                args.timeout
+                args.timeout,
+                follow_hint(org, slug)
             );
             Outcome::TimedOut
         }
+        Ok(Followed::Interrupted) => interrupted(org, slug),
         Err(err) => report(err),
     }
 }
@@ -107,7 +109,7 @@ pub(super) async fn run_email(
     args: ActionArgs,
     format: OutputFormat,
 ) -> Outcome {
-    let (org, slug) = (args.org.as_str(), args.slug.as_str());
+    let (org, slug) = (args.org.as_str(), args.tenant.slug());
     // Read first, so the action's events are all after `after`.
     let after = if args.no_wait {
         0
@@ -155,14 +157,24 @@ pub(super) async fn run_email(
         }
         Ok(Followed::TimedOut) => {
             eprintln!(
-                "… no outcome of the {} after {} s; the saga carries on. Follow it with `tenants events --follow --org {org} {slug}`",
+                "… no outcome of the {} after {} s; the saga carries on. {}",
                 action.as_str(),
-                args.timeout
+                args.timeout,
+                follow_hint(org, slug)
             );
             Outcome::TimedOut
         }
+        Ok(Followed::Interrupted) => interrupted(org, slug),
         Err(err) => report(err),
     }
+}
+
+fn interrupted(org: &str, slug: &str) -> Outcome {
+    eprintln!(
+        "… stopped following; the action carries on. {}",
+        follow_hint(org, slug)
+    );
+    Outcome::Interrupted
 }
 
 /// `welcome sent (2 sends)` for the tenant's email of `kind`.

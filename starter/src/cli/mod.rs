@@ -12,6 +12,7 @@ mod create;
 mod follow;
 mod lifecycle;
 mod output;
+mod progress;
 mod tokens;
 
 use std::path::PathBuf;
@@ -23,14 +24,17 @@ use tenant_domain::{EmailKind, LifecycleAction};
 pub use client::{ApiClient, ClientError};
 pub use output::event_line;
 
-/// Exit status of a command.
+/// Exit status of a command, as `tenants --help` lists them. A usage error (2) never gets
+/// this far: clap reports it and exits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Success,
     /// The request was refused, the tenant failed, or something broke.
     Failure,
-    /// `create` or an action stopped waiting; the saga carries on.
+    /// `create` or an action stopped waiting at its `--timeout`; the saga carries on.
     TimedOut,
+    /// `create` or an action stopped waiting at ctrl-c; the saga carries on.
+    Interrupted,
 }
 
 impl From<Outcome> for ExitCode {
@@ -38,10 +42,34 @@ impl From<Outcome> for ExitCode {
         match outcome {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Failure => ExitCode::from(1),
-            Outcome::TimedOut => ExitCode::from(2),
+            Outcome::TimedOut => ExitCode::from(3),
+            // What a shell reports for a process ended by SIGINT.
+            Outcome::Interrupted => ExitCode::from(130),
         }
     }
 }
+
+/// Examples and exit codes, at the end of `tenants --help`.
+const AFTER_HELP: &str = "\
+Examples:
+  tenants bootstrap --org acme --owner alice --save-token
+  tenants create --org acme --slug production --plan growth --first-admin admin@example.com
+  tenants list --org acme
+  tenants get --org acme --slug production
+  tenants events --org acme --slug production --follow
+  tenants suspend --org acme --slug production
+
+Every command that acts on one tenant takes --org and --slug; the slug may also be given
+alone as the last word (`tenants get --org acme production`).
+
+Exit status:
+  0    done: the tenant reached the state the command waits for (with --no-wait: the
+       request was accepted)
+  1    refused or failed: invalid input, a refusal or error from the API, the tenant
+       ended failed, an email was not delivered, or the API could not be reached
+  2    usage error: an unknown command or option, a missing or conflicting argument
+  3    timed out: --timeout passed before the saga settled; the saga carries on
+  130  interrupted with ctrl-c while following; the saga carries on";
 
 #[derive(Parser)]
 #[command(
@@ -53,7 +81,11 @@ impl From<Outcome> for ExitCode {
         `tenants create` to provision a tenant and follow its saga until it is active. \
         `retry`, `decommission`, `suspend` and `resume` act on a tenant the same way; \
         `reissue-invitation` and `resend-email` send its first admin an email again.\n\n\
-        The API token comes from --token, else TP_TOKEN, else ~/.config/tenant-provisioner/token."
+        The API token comes from --token, else TP_TOKEN, else ~/.config/tenant-provisioner/token.\n\n\
+        While `create` and the actions follow a saga, progress goes to stderr (a spinner on \
+        the running phase when stderr is a terminal; plain lines otherwise, or with NO_COLOR \
+        or TERM=dumb) and the result to stdout.",
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Base URL of the Tenant Provisioner API
@@ -103,47 +135,71 @@ enum Command {
     ///
     /// The request is checked locally with the same rule the API and the saga apply; the
     /// plan is checked by the API. Repeating an identical request is safe: it returns the
-    /// existing tenant. Exit status: 0 active, 1 refused or failed, 2 timed out.
+    /// existing tenant. Prints the tenant's URL (or, with -o json, the tenant) to stdout.
+    ///
+    /// Exit status: 0 active, 1 refused or failed, 3 timed out (the saga carries on).
+    #[command(after_help = "Examples:\n  \
+        tenants create --org acme --slug production --plan growth --first-admin admin@example.com\n  \
+        tenants create --org acme --slug staging --plan free --first-admin ops@example.com \
+        --name staging-eu --no-wait -o json")]
     Create(CreateArgs),
     /// Show one tenant: state, phase, resources, welcome email delivery and the workflow's view
+    #[command(after_help = "Examples:\n  \
+        tenants get --org acme --slug production\n  \
+        tenants get --org acme production -o json")]
     Get(TenantArgs),
     /// List the tenants of an organisation
+    #[command(after_help = "Example:\n  tenants list --org acme --state failed")]
     List(ListArgs),
     /// Print a tenant's audit feed, every incarnation, oldest first
     ///
     /// With --follow, keep printing events live as they happen, until interrupted.
+    #[command(after_help = "Examples:\n  \
+        tenants events --org acme --slug production\n  \
+        tenants events --org acme --slug production --follow -o json")]
     Events(EventsArgs),
     /// Provision a failed tenant again, then follow it until it is active or failed
     ///
     /// Every phase runs again and adopts what already exists, so nothing is allocated twice.
-    /// Also re-drives a tenant whose workflow was terminated. Exit status: 0 active, 1 refused
-    /// or failed, 2 timed out.
+    /// Also re-drives a tenant whose workflow was terminated.
+    ///
+    /// Exit status: 0 active, 1 refused or failed, 3 timed out (the saga carries on).
+    #[command(after_help = "Example:\n  tenants retry --org acme --slug production")]
     Retry(ActionArgs),
     /// Release everything a tenant holds and free its slot; follow it until decommissioned
     ///
     /// Allowed while provisioning, active, suspended or failed. The audit history stays
-    /// readable, and the slug may be requested again afterwards. Exit status: 0
-    /// decommissioned, 1 refused, 2 timed out.
+    /// readable, and the slug may be requested again afterwards.
+    ///
+    /// Exit status: 0 decommissioned, 1 refused, 3 timed out (the saga carries on).
+    #[command(after_help = "Example:\n  tenants decommission --org acme --slug production")]
     Decommission(ActionArgs),
     /// Stop an active tenant's public traffic and sign-in; follow it until suspended
     ///
-    /// Exit status: 0 suspended, 1 refused, 2 timed out.
+    /// Exit status: 0 suspended, 1 refused, 3 timed out (the saga carries on).
+    #[command(after_help = "Example:\n  tenants suspend --org acme --slug production")]
     Suspend(ActionArgs),
     /// Serve a suspended tenant again; follow it until active
     ///
-    /// Exit status: 0 active, 1 refused, 2 timed out.
+    /// Exit status: 0 active, 1 refused, 3 timed out (the saga carries on).
+    #[command(after_help = "Example:\n  tenants resume --org acme --slug production")]
     Resume(ActionArgs),
     /// Give the first admin a new invitation and email it; follow until it is sent
     ///
     /// The previous invitation code stops working. The new one arrives in a new welcome
-    /// email. Allowed while active or suspended. Exit status: 0 sent, 1 refused or not
-    /// delivered, 2 timed out.
+    /// email. Allowed while active or suspended.
+    ///
+    /// Exit status: 0 sent, 1 refused or not delivered, 3 timed out.
+    #[command(after_help = "Example:\n  tenants reissue-invitation --org acme --slug production")]
     ReissueInvitation(ActionArgs),
     /// Send one of the welcome emails again; follow until it is sent
     ///
     /// The email keeps its Message-ID, so mail clients fold it with the first one; the
-    /// welcome email carries the current invitation. Allowed while active. Exit status: 0
-    /// sent, 1 refused or not delivered, 2 timed out.
+    /// welcome email carries the current invitation. Allowed while active.
+    ///
+    /// Exit status: 0 sent, 1 refused or not delivered, 3 timed out.
+    #[command(after_help = "Example:\n  \
+        tenants resend-email --org acme --slug production --email console_url")]
     ResendEmail(ResendArgs),
     /// Issue, list and revoke your own API tokens
     Tokens(tokens::TokensArgs),
@@ -183,9 +239,8 @@ struct CreateArgs {
     #[arg(long)]
     org: String,
 
-    /// Tenant slug: lowercase words joined by dashes, at most 30 characters
-    #[arg(long)]
-    slug: String,
+    #[command(flatten)]
+    tenant: TenantSlug,
 
     /// Plan tier, e.g. free, growth or enterprise
     #[arg(long)]
@@ -208,14 +263,37 @@ struct CreateArgs {
     timeout: u64,
 }
 
+/// The tenant a command is about: `--slug <SLUG>`, or the slug alone, as a convenience.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct TenantSlug {
+    /// Tenant slug: lowercase words joined by dashes, at most 30 characters
+    #[arg(long = "slug", value_name = "SLUG")]
+    flag: Option<String>,
+
+    /// Tenant slug, given alone instead of --slug
+    #[arg(value_name = "SLUG")]
+    word: Option<String>,
+}
+
+impl TenantSlug {
+    fn slug(&self) -> &str {
+        // clap lets exactly one of them through.
+        self.flag
+            .as_deref()
+            .or(self.word.as_deref())
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Args)]
 struct TenantArgs {
     /// Organisation slug
     #[arg(long)]
     org: String,
 
-    /// Tenant slug
-    slug: String,
+    #[command(flatten)]
+    tenant: TenantSlug,
 }
 
 #[derive(Args)]
@@ -224,8 +302,8 @@ struct ActionArgs {
     #[arg(long)]
     org: String,
 
-    /// Tenant slug
-    slug: String,
+    #[command(flatten)]
+    tenant: TenantSlug,
 
     /// Return as soon as the workflow accepted the action
     #[arg(long)]
@@ -288,8 +366,8 @@ struct EventsArgs {
     #[arg(long)]
     org: String,
 
-    /// Tenant slug
-    slug: String,
+    #[command(flatten)]
+    tenant: TenantSlug,
 
     /// Only events after this event id
     #[arg(long, default_value_t = 0)]
@@ -339,15 +417,16 @@ async fn run(cli: Cli) -> Outcome {
         Command::Bootstrap(_) => unreachable!("handled above"),
         Command::Tokens(_) => unreachable!("handled above"),
         Command::Create(args) => return create::create(&client, args, format).await,
-        Command::Get(args) => output::get(&client, &args.org, &args.slug, format).await,
+        Command::Get(args) => output::get(&client, &args.org, args.tenant.slug(), format).await,
         Command::List(args) => {
             output::list(&client, &args.org, args.state.as_deref(), format).await
         }
         Command::Events(args) if args.follow => {
-            output::follow_events(&client, &args.org, &args.slug, args.after, format).await
+            let slug = args.tenant.slug();
+            output::follow_events(&client, &args.org, slug, args.after, format).await
         }
         Command::Events(args) => {
-            output::events(&client, &args.org, &args.slug, args.after, format).await
+            output::events(&client, &args.org, args.tenant.slug(), args.after, format).await
         }
         Command::Retry(args) => {
             return lifecycle::run(&client, LifecycleAction::Retry, args, format).await;
@@ -455,7 +534,7 @@ mod tests {
         };
         assert_eq!(EmailKind::from(args.email), EmailKind::ConsoleUrl);
         assert_eq!(
-            (args.action.org.as_str(), args.action.slug.as_str()),
+            (args.action.org.as_str(), args.action.tenant.slug()),
             ("acme", "prod")
         );
         assert!(args.action.no_wait);
@@ -475,6 +554,53 @@ mod tests {
         for kind in EmailKind::ALL {
             let name = EmailArg::from_str(kind.as_str(), false).map(EmailKind::from);
             assert_eq!(name, Ok(kind));
+        }
+    }
+
+    #[test]
+    fn every_tenant_command_takes_the_slug_either_way() {
+        let slug = |args: &[&str]| -> Result<String, clap::error::ErrorKind> {
+            let cli = Cli::try_parse_from([&["tenants"], args].concat()).map_err(|e| e.kind())?;
+            Ok(match cli.command {
+                Command::Create(a) => a.tenant.slug().to_owned(),
+                Command::Get(a) => a.tenant.slug().to_owned(),
+                Command::Events(a) => a.tenant.slug().to_owned(),
+                Command::Retry(a)
+                | Command::Decommission(a)
+                | Command::Suspend(a)
+                | Command::Resume(a)
+                | Command::ReissueInvitation(a) => a.tenant.slug().to_owned(),
+                Command::ResendEmail(a) => a.action.tenant.slug().to_owned(),
+                _ => unreachable!("not a tenant command"),
+            })
+        };
+        let create = ["create", "--plan", "free", "--first-admin", "a@example.com"];
+        let resend = ["resend-email", "--email", "welcome"];
+        let commands: [&[&str]; 9] = [
+            &create,
+            &["get"],
+            &["events"],
+            &["retry"],
+            &["decommission"],
+            &["suspend"],
+            &["resume"],
+            &["reissue-invitation"],
+            &resend,
+        ];
+        for command in commands {
+            let with = |rest: &[&str]| slug(&[command, &["--org", "acme"], rest].concat());
+            assert_eq!(with(&["--slug", "prod"]), Ok("prod".into()), "{command:?}");
+            assert_eq!(with(&["prod"]), Ok("prod".into()), "{command:?}");
+            assert_eq!(
+                with(&[]),
+                Err(clap::error::ErrorKind::MissingRequiredArgument),
+                "{command:?}"
+            );
+            assert_eq!(
+                with(&["--slug", "prod", "prod"]),
+                Err(clap::error::ErrorKind::ArgumentConflict),
+                "{command:?}"
+            );
         }
     }
 
