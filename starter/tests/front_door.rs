@@ -1049,6 +1049,173 @@ async fn tokens_are_issued_listed_revoked_and_expire() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }
 
+/// A token never outlives the token that creates it: made with an expiring token, a new
+/// token expires with it by default (down a chain, too), a shorter lifetime is kept, and a
+/// longer one is refused on `expires_in_days` without issuing anything. A token that never
+/// expires may still make one that never expires.
+#[tokio::test]
+async fn tokens_never_outlive_the_token_that_creates_them() {
+    let started = FrontDoor::start().await;
+    let app = &started;
+    let owner = app.org("acme", "alice").await;
+    let doc = app.document().await;
+    let issue = |token: String, body: Value| async move {
+        app.call(Method::POST, "/api/v1/tokens", Some(&token), Some(&body))
+            .await
+    };
+    let at = |value: &Value| -> chrono::DateTime<chrono::Utc> {
+        serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{value}: {e}"))
+    };
+
+    // The owner's token never expires: neither need the tokens it makes.
+    let forever = issue(owner.clone(), json!({ "name": "forever" })).await;
+    assert_eq!(forever.status, StatusCode::CREATED, "{}", forever.body);
+    assert_eq!(forever.body["expires_at"], Value::Null);
+    let long = issue(
+        owner.clone(),
+        json!({ "name": "long", "expires_in_days": 3650 }),
+    )
+    .await;
+    assert_eq!(long.status, StatusCode::CREATED, "{}", long.body);
+
+    let three = issue(
+        owner.clone(),
+        json!({ "name": "three", "expires_in_days": 3 }),
+    )
+    .await;
+    assert_eq!(three.status, StatusCode::CREATED, "{}", three.body);
+    let three_token = three.body["token"].as_str().unwrap().to_owned();
+    // As stored (the database keeps microseconds).
+    let listed = app.get("/api/v1/tokens", &owner).await;
+    let three_expires = at(&listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "three")
+        .unwrap()["expires_at"]);
+
+    // No lifetime asked: the new token expires with the caller's, and so does the next.
+    let child = issue(three_token.clone(), json!({ "name": "child" })).await;
+    assert_eq!(child.status, StatusCode::CREATED, "{}", child.body);
+    conforms(&doc, "TokenCreated", &child.body);
+    assert_eq!(at(&child.body["expires_at"]), three_expires);
+    let child_token = child.body["token"].as_str().unwrap().to_owned();
+    let grandchild = issue(child_token.clone(), json!({ "name": "grandchild" })).await;
+    assert_eq!(
+        grandchild.status,
+        StatusCode::CREATED,
+        "{}",
+        grandchild.body
+    );
+    assert_eq!(at(&grandchild.body["expires_at"]), three_expires);
+
+    // A shorter lifetime is kept.
+    let short = issue(
+        three_token.clone(),
+        json!({ "name": "short", "expires_in_days": 2 }),
+    )
+    .await;
+    assert_eq!(short.status, StatusCode::CREATED, "{}", short.body);
+    let short_expires = at(&short.body["expires_at"]);
+    assert!(
+        short_expires < three_expires,
+        "{short_expires} {three_expires}"
+    );
+    assert!(
+        short_expires
+            > chrono::Utc::now() + chrono::Duration::days(2) - chrono::Duration::minutes(5)
+    );
+
+    // A longer one is refused, saying how long the caller may ask for; nothing is issued.
+    let before = app.count("SELECT count(*) FROM api_tokens").await;
+    // The caller's token has three days less the moments since it was made: two whole days.
+    let expiry_text = three_expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for (token, days) in [(&three_token, 3), (&three_token, 3650), (&child_token, 4)] {
+        let refused = issue(
+            token.clone(),
+            json!({ "name": "longer", "expires_in_days": days }),
+        )
+        .await;
+        refused.assert_problem(
+            StatusCode::BAD_REQUEST,
+            "validation",
+            &format!("{days} days"),
+        );
+        assert_eq!(
+            refused.fields(),
+            vec![(
+                "expires_in_days".to_owned(),
+                "exceeds_caller_token".to_owned()
+            )]
+        );
+        let message = refused.body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(&expiry_text), "{message}");
+        assert!(message.contains("at most 2 days"), "{message}");
+        assert!(message.contains("omit expires_in_days"), "{message}");
+        assert!(
+            !refused.body.to_string().contains("tp_"),
+            "{}",
+            refused.body
+        );
+    }
+    // The range check still comes first.
+    let zero = issue(
+        three_token.clone(),
+        json!({ "name": "zero", "expires_in_days": 0 }),
+    )
+    .await;
+    assert_eq!(
+        zero.fields(),
+        vec![("expires_in_days".to_owned(), "out_of_range".to_owned())]
+    );
+
+    // A token with less than a day left may only hand on its own expiry.
+    let alice = app.store.authenticate(&owner).await.unwrap().unwrap();
+    let hour = app
+        .store
+        .create_token(
+            alice.id,
+            "hour",
+            Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let refused = issue(
+        hour.expose().to_owned(),
+        json!({ "name": "day", "expires_in_days": 1 }),
+    )
+    .await;
+    assert_eq!(
+        refused.fields(),
+        vec![(
+            "expires_in_days".to_owned(),
+            "exceeds_caller_token".to_owned()
+        )]
+    );
+    let message = refused.body["errors"][0]["message"].as_str().unwrap();
+    assert!(!message.contains("at most"), "{message}");
+    assert!(message.contains("omit expires_in_days"), "{message}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM api_tokens").await,
+        before + 1
+    );
+    let inherited = issue(hour.expose().to_owned(), json!({ "name": "same-hour" })).await;
+    assert_eq!(inherited.status, StatusCode::CREATED, "{}", inherited.body);
+    let hour_expires = at(&app.get("/api/v1/tokens", &owner).await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hour")
+        .unwrap()["expires_at"]);
+    assert_eq!(at(&inherited.body["expires_at"]), hour_expires);
+
+    // The document says so.
+    let described = doc["paths"]["/api/v1/tokens"]["post"]["description"]
+        .as_str()
+        .unwrap();
+    assert!(described.contains("exceeds_caller_token"), "{described}");
+}
+
 /// `Idempotency-Key`: the same request with the same key is answered from the record
 /// without acting; the key with another request is refused; keys are per caller, released
 /// by refusals and forgotten after 24 hours.
