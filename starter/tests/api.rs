@@ -765,3 +765,295 @@ async fn bootstrap_is_all_or_nothing() {
     );
     assert_eq!(app.store.role_in(ops.id, "acme").await.unwrap(), None);
 }
+
+/// A JSON object that names a key twice is refused (which value the sender meant is
+/// ambiguous), with the key as the field, before anything is written: no tenant row, no
+/// audit entry, no saga, no token, no idempotency record; and a key given twice never
+/// replays the answer of the request its last values would spell.
+#[tokio::test]
+async fn a_json_key_given_twice_is_refused_and_writes_nothing() {
+    let app = spawn_app().await;
+    let owner = app.org("acme", "alice").await;
+    let send = |path: &str, body: &str, key: Option<&str>| {
+        let mut request = app
+            .http
+            .post(format!("{}{path}", app.base))
+            .bearer_auth(&owner)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request
+    };
+    let tenants = "/api/v1/organizations/acme/tenants";
+
+    for (body, key) in [
+        (
+            r#"{"slug":"prod","plan":"growth","first_admin_email":"a@example.com","slug":"other"}"#,
+            "slug",
+        ),
+        (
+            r#"{"slug":"prod","slug":"prod","plan":"growth","first_admin_email":"a@example.com"}"#,
+            "slug",
+        ),
+        (
+            r#"{"plan":"free","slug":"prod","first_admin_email":"a@example.com","plan":"growth"}"#,
+            "plan",
+        ),
+    ] {
+        for idempotency_key in [None, Some("dup-1")] {
+            let answer = app.answer(send(tenants, body, idempotency_key)).await;
+            assert_problem(&answer, StatusCode::BAD_REQUEST, "validation");
+            assert_eq!(
+                field_errors(&answer),
+                vec![(key.to_owned(), "duplicate_key".to_owned())],
+                "{body}"
+            );
+            assert_eq!(
+                answer.body["errors"][0]["message"],
+                format!("duplicate key `{key}`")
+            );
+            assert_eq!(
+                answer.body["detail"],
+                format!("invalid request: duplicate key `{key}`")
+            );
+        }
+    }
+    for table in ["tenants", "audit_events", "idempotency_keys"] {
+        assert_eq!(app.count(table).await, 0, "{table}");
+    }
+    for slug in ["prod", "other"] {
+        let names = TenantKey::new("acme", slug).derive(&app.stack.domain);
+        assert!(
+            app.describe_workflow(&names.workflow_id).await.is_err(),
+            "no saga for {slug}"
+        );
+    }
+
+    // A request with a key, then the same request with one key doubled under the same
+    // Idempotency-Key: read last-value-wins it would be the same request and replay.
+    let valid = r#"{"slug":"prod","plan":"growth","first_admin_email":"a@example.com"}"#;
+    let accepted = app.answer(send(tenants, valid, Some("k-1"))).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+    let prod = TenantKey::new("acme", "prod").derive(&app.stack.domain);
+    app.describe_workflow(&prod.workflow_id)
+        .await
+        .expect("an accepted request has its saga (so the checks above could fail)");
+    let doubled =
+        r#"{"slug":"qa","plan":"growth","first_admin_email":"a@example.com","slug":"prod"}"#;
+    let refused = app.answer(send(tenants, doubled, Some("k-1"))).await;
+    assert_problem(&refused, StatusCode::BAD_REQUEST, "validation");
+    assert_eq!(
+        field_errors(&refused),
+        vec![("slug".into(), "duplicate_key".into())]
+    );
+    assert!(refused.headers.get("idempotent-replayed").is_none());
+    assert_eq!(app.count("tenants").await, 1);
+    let replayed = app.answer(send(tenants, valid, Some("k-1"))).await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::ACCEPTED,
+        "the key still replays"
+    );
+
+    // The tokens endpoint reads its body the same way.
+    let tokens_before = app.count("api_tokens").await;
+    let token = app
+        .answer(send(
+            "/api/v1/tokens",
+            r#"{"name":"ci","expires_in_days":7,"name":"deploy"}"#,
+            None,
+        ))
+        .await;
+    assert_problem(&token, StatusCode::BAD_REQUEST, "validation");
+    assert_eq!(
+        field_errors(&token),
+        vec![("name".into(), "duplicate_key".into())]
+    );
+    assert_eq!(app.count("api_tokens").await, tokens_before);
+}
+
+/// Malformed path segments and query parameters are 400 problems in our own words that
+/// name the parameter, never the web framework's rejection text; the token is checked
+/// before any of them.
+#[tokio::test]
+async fn malformed_paths_and_queries_are_refused_naming_the_parameter() {
+    let app = spawn_app().await;
+    let owner = app.org("acme", "alice").await;
+    let tenants = "/api/v1/organizations/acme/tenants";
+    let events = format!("{tenants}/prod/events");
+    let uuid = uuid::Uuid::new_v4();
+
+    let cases: Vec<(reqwest::Method, String, &str, &str)> = vec![
+        // Path segments that are not UTF-8 once percent-decoded.
+        (
+            reqwest::Method::GET,
+            "/api/v1/organizations/%FF/tenants".into(),
+            "org_id",
+            "invalid_utf8",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}/%C3%28"),
+            "slug",
+            "invalid_utf8",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("{tenants}/prod/emails/%FF/resend"),
+            "kind",
+            "invalid_utf8",
+        ),
+        // Token ids.
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/tokens/not-a-uuid".into(),
+            "token_id",
+            "invalid",
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/v1/tokens/{uuid}0"),
+            "token_id",
+            "invalid",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/api/v1/tokens/%FF".into(),
+            "token_id",
+            "invalid",
+        ),
+        // Query parameters of the list.
+        (
+            reqwest::Method::GET,
+            format!("{tenants}?limit=abc"),
+            "limit",
+            "out_of_range",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}?limit=1&limit=2"),
+            "limit",
+            "duplicate",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}?after=%FF"),
+            "after",
+            "invalid_utf8",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}?after=Not-A-Slug"),
+            "after",
+            "pattern",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}?state=running"),
+            "state",
+            "unknown_state",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}?state=active&state=failed"),
+            "state",
+            "duplicate",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}?%FF=1"),
+            "query",
+            "invalid_utf8",
+        ),
+        // Of the feed and of one tenant.
+        (
+            reqwest::Method::GET,
+            format!("{events}?after=x"),
+            "after",
+            "invalid",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{events}?limit=1.5"),
+            "limit",
+            "out_of_range",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}/prod?live=maybe"),
+            "live",
+            "invalid",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}/prod?live=true&live=false"),
+            "live",
+            "duplicate",
+        ),
+    ];
+    // axum's own rejection texts start with these.
+    let framework_words = [
+        "Invalid URL",
+        "Failed to deserialize",
+        "Cannot parse",
+        "Invalid UTF-8",
+        "no such resource",
+    ];
+    for (method, path, field, code) in cases {
+        let context = format!("{method} {path}");
+        let answer = app
+            .answer(
+                app.http
+                    .request(method.clone(), format!("{}{path}", app.base))
+                    .bearer_auth(&owner),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{context}: {}",
+            answer.body
+        );
+        assert_problem(&answer, StatusCode::BAD_REQUEST, "validation");
+        assert_eq!(
+            field_errors(&answer),
+            vec![(field.to_owned(), code.to_owned())],
+            "{context}: {}",
+            answer.body
+        );
+        let text = answer.body.to_string();
+        for words in framework_words {
+            assert!(!text.contains(words), "{context}: {text}");
+        }
+        let message = answer.body["errors"][0]["message"].as_str().unwrap();
+        let named = if field == "token_id" {
+            "token id"
+        } else {
+            field
+        };
+        assert!(
+            message.contains(named) || field == "query",
+            "{context}: {message}"
+        );
+
+        // Without a token, the answer is 401 whatever the path or query holds.
+        let anonymous = app
+            .answer(app.http.request(method, format!("{}{path}", app.base)))
+            .await;
+        assert_problem(&anonymous, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let malformed_id = app
+        .answer(
+            app.http
+                .delete(format!("{}/api/v1/tokens/not-a-uuid", app.base))
+                .bearer_auth(&owner),
+        )
+        .await;
+    assert_eq!(
+        malformed_id.body["errors"][0]["message"],
+        "token id must be a UUID, as GET /api/v1/tokens lists them"
+    );
+    assert_eq!(app.count("tenants").await, 0);
+}
