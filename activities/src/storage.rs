@@ -78,7 +78,7 @@ impl Storage {
     pub async fn allocate(&self, spec: &TenantSpec) -> StepResult<Allocation> {
         let names = &spec.names;
         let marker = ownership_marker(spec.tenant_id());
-        let connection_limit = self.connection_limit(&spec.request.plan).await?;
+        let connection_limit = self.plan(&spec.request.plan).await?.db_connection_limit;
 
         let role_adopted = match self.role_claim(&names.role, &marker).await? {
             Claim::Ours => true,
@@ -224,17 +224,60 @@ impl Storage {
         )
     }
 
-    /// The plan's connection limit for the tenant role, from the control plane.
-    async fn connection_limit(&self, plan: &str) -> StepResult<i32> {
-        let limit: Option<i32> =
-            sqlx::query_scalar("SELECT db_connection_limit FROM plans WHERE name = $1")
-                .bind(plan)
-                .fetch_optional(self.store.pool())
-                .await
-                .map_err(|e| classify(e, "reading the plan's connection limit"))?;
-        limit.ok_or_else(|| {
-            StepError::permanent("UnknownPlan", format!("plan {plan} does not exist"))
-        })
+    /// The plan as the control plane holds it now: an operator may change a plan's limits
+    /// at any time, so it is read where it is used, never kept.
+    pub async fn plan(&self, plan: &str) -> StepResult<tenant_store::access::Plan> {
+        self.store
+            .plan(plan)
+            .await
+            .map_err(|e| classify(e, "reading the tenant's plan"))?
+            .ok_or_else(|| {
+                StepError::permanent("UnknownPlan", format!("plan {plan} does not exist"))
+            })
+    }
+
+    /// Sets the tenant role's connection limit to `connection_limit` when it differs, so a
+    /// plan changed since the storage was allocated applies from the next deploy on.
+    /// Connections already open stay open. A role that is not this tenant's is left alone.
+    pub async fn apply_connection_limit(
+        &self,
+        spec: &TenantSpec,
+        connection_limit: i32,
+    ) -> StepResult<()> {
+        let marker = ownership_marker(spec.tenant_id());
+        let role = &spec.names.role;
+        let found: Option<(Option<String>, i32)> = sqlx::query_as(
+            "SELECT shobj_description(oid, 'pg_authid'), rolconnlimit FROM pg_roles
+             WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_optional(&self.admin)
+        .await
+        .map_err(|e| classify(e, "looking up the tenant role"))?;
+        let current = match found {
+            Some((comment, current)) if comment.as_deref() == Some(marker.as_str()) => current,
+            _ => {
+                return Err(StepError::Transient(anyhow!(
+                    "the tenant role {role} is missing or not this tenant's"
+                )));
+            }
+        };
+        if current == connection_limit {
+            return Ok(());
+        }
+        let sql = format!(
+            "ALTER ROLE {} CONNECTION LIMIT {connection_limit}",
+            quote_ident(role)
+        );
+        self.ddl(&sql, "setting the tenant role's connection limit")
+            .await?;
+        tracing::info!(
+            tenant = %spec.tenant_id(),
+            previous = current,
+            connection_limit,
+            "tenant role's connection limit set to its plan's"
+        );
+        Ok(())
     }
 
     /// Sets password and connection limit on every allocation: a new incarnation derives a

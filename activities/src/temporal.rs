@@ -14,9 +14,11 @@ use tenant_domain::{
     Allocation, EmailInput, EmailOutcome, Phase, PhaseInput, RecordInput, ReleaseInput,
     ResourceKind, TenantSpec, TenantState, validate,
 };
+use tenant_store::access::Plan;
 use tenant_store::{NewEvent, Store};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::workload::{Deployed, SettingsChange, WorkloadSizing};
 use crate::{
     ActivitiesConfig, StepError, StepResult, email::Mailer, identity::Identity, storage::Storage,
     traffic::Edge, verify::Verifier, workload::Workloads,
@@ -148,22 +150,34 @@ impl TenantActivities {
         }
     }
 
-    /// Hands the realm to the tenant's database, then starts (or adopts) its service and
-    /// waits for readiness, heartbeating meanwhile so a lost worker is noticed quickly.
+    /// Hands the realm to the tenant's database, then starts (or adopts) its service with
+    /// its plan's sizing as the plan reads now, and waits for readiness, heartbeating
+    /// meanwhile so a lost worker is noticed quickly. A running copy started with other
+    /// settings is restarted, and the audit feed says so.
     async fn start_workload(
         &self,
         ctx: &ActivityContext,
         spec: &TenantSpec,
-    ) -> StepResult<Allocation> {
+    ) -> StepResult<Deployed> {
         let database_url = self.storage.connection_url(spec);
         let deploy = async {
+            let plan = self.storage.plan(&spec.request.plan).await?;
             // The service serves its realm from its own database: hand it over first.
             self.identity.install(spec, &database_url).await?;
-            self.allocated(
-                spec,
-                self.workloads.deploy(spec, &database_url, &|| {}).await,
-            )
-            .await
+            self.storage
+                .apply_connection_limit(spec, plan.db_connection_limit)
+                .await?;
+            let sizing = WorkloadSizing::of_plan(&plan);
+            let deployed = self
+                .workloads
+                .deploy_sized(spec, &database_url, &sizing, &|| {})
+                .await?;
+            if let Some(change) = &deployed.settings_changed {
+                self.settings_changed(ctx, spec, &plan, change).await?;
+            }
+            self.allocated(spec, Ok(deployed.allocation.clone()))
+                .await?;
+            Ok(deployed)
         };
         let beat = async {
             loop {
@@ -179,6 +193,53 @@ impl TenantActivities {
             outcome = deploy => outcome,
             () = beat => Err(StepError::Transient(anyhow::anyhow!("deploy cancelled"))),
         }
+    }
+
+    /// Records that a running service was restarted because its settings had changed.
+    async fn settings_changed(
+        &self,
+        ctx: &ActivityContext,
+        spec: &TenantSpec,
+        plan: &Plan,
+        change: &SettingsChange,
+    ) -> StepResult<()> {
+        let info = ctx.info();
+        let message = format!(
+            "restarting tenant service: settings changed; it now runs with plan {}'s sizing \
+             ({} database connections in its pool, {} requests at once)",
+            plan.name, plan.workload_db_pool, plan.workload_max_concurrent_requests
+        );
+        let detail = serde_json::json!({
+            "plan": plan.name,
+            "db_connection_limit": plan.db_connection_limit,
+            "workload_db_pool": plan.workload_db_pool,
+            "workload_max_concurrent_requests": plan.workload_max_concurrent_requests,
+            "previous_settings_digest": change.previous,
+            "settings_digest": change.current,
+        });
+        let event = NewEvent {
+            tenant_id: spec.tenant_id(),
+            incarnation: spec.incarnation,
+            run_id: run_id(ctx),
+            // One entry per attempt of this activity, however often the attempt's write is
+            // retried.
+            event_key: format!(
+                "workload_settings_changed:{}:{}",
+                info.activity_id, info.attempt
+            ),
+            kind: "workload_settings_changed".into(),
+            phase: Some(Phase::Deploy.as_str().to_owned()),
+            attempt: Some(info.attempt as i32),
+            state: None,
+            actor: "saga".into(),
+            message,
+            detail: Some(detail),
+        };
+        self.store.append_event(&event).await.map_err(|e| {
+            StepError::Transient(anyhow::Error::new(e).context("writing the audit feed"))
+        })?;
+        info!(tenant = %spec.names.workflow_id, "tenant service restarted: settings changed");
+        Ok(())
     }
 
     /// The test-only failure switch: inert unless the worker was started with it.
@@ -486,22 +547,35 @@ impl TenantActivities {
         input: PhaseInput,
     ) -> Result<Allocation, ActivityError> {
         let spec = &input.tenant;
-        self.phase(&ctx, &input, Phase::Deploy, self.start_workload(&ctx, spec))
-            .await
+        self.phase(&ctx, &input, Phase::Deploy, async {
+            self.start_workload(&ctx, spec)
+                .await
+                .map(|deployed| deployed.allocation)
+        })
+        .await
     }
 
     /// Brings an active or suspended tenant's service back if it is not running (after a
-    /// host restart, say); adopts it when it is. No audit entry: the workflow writes one
-    /// when the service had to be started.
+    /// host restart, say); adopts it when it runs with the current settings and restarts it
+    /// when not. The workflow writes the audit entry when the service had to be started;
+    /// this activity writes the one for a restart with changed settings.
     #[activity(name = "ensure_workload")]
     pub async fn ensure_workload(
         self: Arc<Self>,
         ctx: ActivityContext,
         input: PhaseInput,
     ) -> Result<Allocation, ActivityError> {
-        self.start_workload(&ctx, &input.tenant)
+        let deployed = self
+            .start_workload(&ctx, &input.tenant)
             .await
-            .map_err(to_activity_error)
+            .map_err(to_activity_error)?;
+        let mut allocation = deployed.allocation;
+        // The workflow reads a fresh start as "the service was not running", which a restart
+        // for changed settings is not; its own audit entry is already written.
+        if deployed.settings_changed.is_some() {
+            allocation.adopted = true;
+        }
+        Ok(allocation)
     }
 
     /// Checks from outside that the host serves this tenant, before the public may reach it.

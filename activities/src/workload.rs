@@ -5,12 +5,15 @@
 //! session so it outlives a killed worker, and a second copy cannot run: the service holds
 //! an advisory lock in its database and exits with [`EXIT_LOCK_HELD`] when another copy has
 //! it. Readiness is asked of the workload itself, on its own socket: whether the path
-//! through the edge reaches it is the verify phase's question. Also writes the settings the
-//! platform keeps in the tenant's database (the suspended flag). Must never put the
-//! database URL on a command line, in a log line or in an error; recording the ledger and
-//! the audit feed is the caller's job.
+//! through the edge reaches it is the verify phase's question. The service is started with
+//! its plan's sizing and a digest of every setting it gets (secrets only as hashes), which
+//! it reports on readiness: a running copy is adopted only when its digest is the current
+//! one, and is otherwise stopped and started again with the current settings. Also writes
+//! the settings the platform keeps in the tenant's database (the suspended flag). Must
+//! never put the database URL on a command line, in a log line, in an error or in the
+//! digest unhashed; recording the ledger and the audit feed is the caller's job.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
@@ -23,7 +26,12 @@ use anyhow::{Context, anyhow};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
 use tenant_domain::{Allocation, ResourceKind, TenantSpec};
+use tenant_service::server::{
+    DEFAULT_DB_POOL, DEFAULT_MAX_CONCURRENT_REQUESTS, ENV_DB_POOL, ENV_MAX_CONCURRENT_REQUESTS,
+    ENV_SETTINGS_DIGEST,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -43,9 +51,75 @@ const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const LOG_TAIL_BYTES: u64 = 2048;
 const LOG_TAIL_LINES: usize = 20;
 
+/// Settings whose values never enter the digest: only their SHA-256 does.
+const SECRET_SETTINGS: &[&str] = &["DATABASE_URL"];
+/// How often one deploy attempt stops copies running with other settings.
+const MAX_SETTINGS_RESTARTS: u32 = 3;
+/// Tells this digest's layout from any later one, so a change of layout reads as a change.
+const DIGEST_CONTEXT: &[u8] = b"tenant-service settings v1";
+
 /// Starts, adopts and stops tenant services.
 pub struct Workloads {
     cfg: Arc<ActivitiesConfig>,
+}
+
+/// What the tenant's plan gives its service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkloadSizing {
+    /// Connections the service's pool may hold.
+    pub db_pool: u32,
+    /// Requests the service serves at once; it answers 503 to more.
+    pub max_concurrent_requests: u32,
+}
+
+impl WorkloadSizing {
+    /// The plan's sizing. The store's CHECK constraints keep both values positive.
+    pub fn of_plan(plan: &tenant_store::access::Plan) -> Self {
+        let positive = |v: i32| u32::try_from(v).unwrap_or(0).max(1);
+        Self {
+            db_pool: positive(plan.workload_db_pool),
+            max_concurrent_requests: positive(plan.workload_max_concurrent_requests),
+        }
+    }
+}
+
+impl Default for WorkloadSizing {
+    /// The service's own defaults, which are the smallest plan's.
+    fn default() -> Self {
+        Self {
+            db_pool: DEFAULT_DB_POOL,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS as u32,
+        }
+    }
+}
+
+/// What a deploy did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deployed {
+    pub allocation: Allocation,
+    /// Set when a running copy was stopped because it ran with other settings.
+    pub settings_changed: Option<SettingsChange>,
+}
+
+/// A running copy's settings digest and the one it was replaced with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// `None` when the copy reported no digest (started before digests existed).
+    pub previous: Option<String>,
+    pub current: String,
+}
+
+/// The environment a service is started with, and its digest. No `Debug`: it holds the
+/// database URL.
+struct ServiceSettings {
+    env: Vec<(&'static str, String)>,
+    digest: String,
+}
+
+/// What a service answering on the tenant's socket says about itself.
+struct Answer {
+    ready: bool,
+    settings_digest: Option<String>,
 }
 
 /// Where one tenant's service keeps its files.
@@ -69,38 +143,75 @@ impl Workloads {
         Self { cfg }
     }
 
-    /// Starts (or adopts) the tenant's service and waits until it answers its readiness check
-    /// through the platform listener.
-    #[tracing::instrument(
-        name = "workload.deploy",
-        skip_all,
-        fields(tenant = %spec.tenant_id(), workload = %spec.names.workload)
-    )]
+    /// [`Self::deploy_sized`] with the service's default sizing, for tests and tools that
+    /// have no plan at hand. The saga always deploys with the tenant's plan.
     pub async fn deploy(
         &self,
         spec: &TenantSpec,
         database_url: &Secret,
         heartbeat: &(dyn Fn() + Send + Sync),
     ) -> StepResult<Allocation> {
+        self.deploy_sized(spec, database_url, &WorkloadSizing::default(), heartbeat)
+            .await
+            .map(|deployed| deployed.allocation)
+    }
+
+    /// Starts (or adopts) the tenant's service with `sizing` and waits until it answers its
+    /// readiness check on its own socket. A running copy is adopted only when it reports the
+    /// current settings digest; one started with other settings is stopped first.
+    #[tracing::instrument(
+        name = "workload.deploy",
+        skip_all,
+        fields(tenant = %spec.tenant_id(), workload = %spec.names.workload)
+    )]
+    pub async fn deploy_sized(
+        &self,
+        spec: &TenantSpec,
+        database_url: &Secret,
+        sizing: &WorkloadSizing,
+        heartbeat: &(dyn Fn() + Send + Sync),
+    ) -> StepResult<Deployed> {
         let paths = self.paths(spec);
         std::fs::create_dir_all(&paths.dir)
             .with_context(|| format!("creating the workloads directory {}", paths.dir.display()))?;
+        let settings = self.settings(spec, database_url, &paths, sizing)?;
         let probe = socket_client(&paths.socket, PROBE_TIMEOUT)?;
-        let allocation = |adopted| Allocation {
-            kind: ResourceKind::Workload,
-            name: spec.names.workload.clone(),
-            adopted,
+        let mut settings_changed = None;
+        let mut restarts = 0;
+        let deployed = |adopted, settings_changed| Deployed {
+            allocation: Allocation {
+                kind: ResourceKind::Workload,
+                name: spec.names.workload.clone(),
+                adopted,
+            },
+            settings_changed,
         };
 
+        let current = |answer: &Answer| answer.settings_digest.as_deref() == Some(&settings.digest);
+
         heartbeat();
-        if is_ready(&probe, spec).await {
-            tracing::info!("tenant service already running and ready; adopted");
-            return Ok(allocation(true));
+        match ask(&probe, spec).await {
+            Some(answer) if current(&answer) && answer.ready => {
+                tracing::info!("tenant service already running and ready; adopted");
+                return Ok(deployed(true, None));
+            }
+            Some(answer) if !current(&answer) => {
+                settings_changed = Some(
+                    self.stop_for_settings(spec, answer.settings_digest, &settings, sizing)
+                        .await?,
+                );
+                restarts += 1;
+            }
+            // Nothing answers, or a copy with the current settings is not ready yet: the
+            // loop below starts one or waits for it.
+            _ => {}
         }
 
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut started: Option<Started> = None;
         let mut log_offset: Option<u64> = None;
+        // The digest of a copy with other settings that this attempt gave up restarting.
+        let mut other_copy: Option<String> = None;
         loop {
             heartbeat();
             if let Some(run) = started.as_mut() {
@@ -131,20 +242,48 @@ impl Workloads {
                     }
                 }
             } else if self.running_pids(spec).is_empty() {
-                let run = self.spawn(spec, database_url, &paths)?;
+                let run = self.spawn(&settings, &paths)?;
                 tracing::info!(pid = run.pid, "tenant service started");
                 log_offset = Some(run.log_offset);
                 started = Some(run);
             }
 
-            if is_ready(&probe, spec).await {
-                // Adopted unless the copy now serving is the one this attempt started.
-                let adopted = started.is_none();
-                tracing::info!(adopted, "tenant service ready");
-                return Ok(allocation(adopted));
+            match ask(&probe, spec).await {
+                Some(answer) if current(&answer) && answer.ready => {
+                    // Adopted unless the copy now serving is the one this attempt started.
+                    let adopted = started.is_none() && settings_changed.is_none();
+                    tracing::info!(adopted, "tenant service ready");
+                    return Ok(deployed(adopted, settings_changed));
+                }
+                // A copy with other settings won the lock: one that was still starting when
+                // this attempt began, or one another worker started meanwhile. It is stopped
+                // too, a few times at most: two workers configured differently would stop
+                // each other's copies for ever, so past that this attempt waits and, at its
+                // deadline, says so.
+                Some(answer) if !current(&answer) => {
+                    if restarts < MAX_SETTINGS_RESTARTS {
+                        let change = self
+                            .stop_for_settings(spec, answer.settings_digest, &settings, sizing)
+                            .await?;
+                        settings_changed.get_or_insert(change);
+                        restarts += 1;
+                        // Whatever this attempt started was stopped with it.
+                        started = None;
+                    } else {
+                        other_copy = Some(answer.settings_digest.unwrap_or_default());
+                    }
+                }
+                _ => {}
             }
             heartbeat();
             if Instant::now() >= deadline {
+                if let Some(digest) = other_copy {
+                    return Err(StepError::Transient(anyhow!(
+                        "a copy of the tenant service started with other settings (digest \
+                         {digest:?}) came back after {MAX_SETTINGS_RESTARTS} restarts: is \
+                         another worker configured differently?"
+                    )));
+                }
                 return Err(StepError::Transient(anyhow!(
                     "tenant service was not ready within {} s; log tail: {}",
                     READY_TIMEOUT.as_secs(),
@@ -266,12 +405,86 @@ impl Workloads {
         Ok(())
     }
 
-    fn spawn(
+    /// Stops the tenant's running copy because it runs with settings other than `settings`.
+    async fn stop_for_settings(
+        &self,
+        spec: &TenantSpec,
+        running: Option<String>,
+        settings: &ServiceSettings,
+        sizing: &WorkloadSizing,
+    ) -> StepResult<SettingsChange> {
+        tracing::info!(
+            running = running.as_deref().unwrap_or("none"),
+            current = %settings.digest,
+            db_pool = sizing.db_pool,
+            max_concurrent_requests = sizing.max_concurrent_requests,
+            "restarting tenant service: settings changed"
+        );
+        // Stopping first lets the fresh copy take the single-copy lock.
+        self.release(spec).await.map_err(|e| {
+            StepError::Transient(anyhow!(
+                "stopping the tenant service to restart it with changed settings: {e}"
+            ))
+        })?;
+        Ok(SettingsChange {
+            previous: running,
+            current: settings.digest.clone(),
+        })
+    }
+
+    /// The environment the driver starts the tenant's service with, settings digest
+    /// included, for tools and tests that start a copy by hand. It holds the database URL.
+    pub fn service_environment(
+        &self,
+        spec: &TenantSpec,
+        database_url: &Secret,
+        sizing: &WorkloadSizing,
+    ) -> StepResult<Vec<(String, String)>> {
+        let settings = self.settings(spec, database_url, &self.paths(spec), sizing)?;
+        let mut env: Vec<(String, String)> = settings
+            .env
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        env.push((ENV_SETTINGS_DIGEST.to_owned(), settings.digest));
+        Ok(env)
+    }
+
+    /// Every setting the service is started with, and their digest.
+    fn settings(
         &self,
         spec: &TenantSpec,
         database_url: &Secret,
         paths: &WorkloadPaths,
-    ) -> StepResult<Started> {
+        sizing: &WorkloadSizing,
+    ) -> StepResult<ServiceSettings> {
+        let socket = paths.socket.to_str().with_context(|| {
+            format!(
+                "the socket path {} is not UTF-8; choose another runtime dir",
+                paths.socket.display()
+            )
+        })?;
+        let env = vec![
+            ("TENANT_ID", spec.tenant_id().to_string()),
+            ("TENANT_HOST", spec.names.host.clone()),
+            ("TENANT_NAME", spec.request.name.clone()),
+            ("TENANT_ORG", spec.request.org.clone()),
+            ("TENANT_SLUG", spec.request.slug.clone()),
+            ("TENANT_SOCKET", socket.to_owned()),
+            // The tenant's public URL: the issuer its identity endpoint announces and signs.
+            ("TENANT_ISSUER", self.cfg.public_url(&spec.names.host)),
+            ("DATABASE_URL", database_url.expose().to_owned()),
+            (ENV_DB_POOL, sizing.db_pool.to_string()),
+            (
+                ENV_MAX_CONCURRENT_REQUESTS,
+                sizing.max_concurrent_requests.to_string(),
+            ),
+        ];
+        let digest = settings_digest(&env, SECRET_SETTINGS);
+        Ok(ServiceSettings { env, digest })
+    }
+
+    fn spawn(&self, settings: &ServiceSettings, paths: &WorkloadPaths) -> StepResult<Started> {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -290,19 +503,14 @@ impl Workloads {
         // argv, which every local user can read.
         command
             .env_clear()
-            .env("TENANT_ID", spec.tenant_id().to_string())
-            .env("TENANT_HOST", &spec.names.host)
-            .env("TENANT_NAME", &spec.request.name)
-            .env("TENANT_ORG", &spec.request.org)
-            .env("TENANT_SLUG", &spec.request.slug)
-            .env("TENANT_SOCKET", &paths.socket)
-            // The tenant's public URL: the issuer its identity endpoint announces and signs.
-            .env("TENANT_ISSUER", self.cfg.public_url(&spec.names.host))
-            .env("DATABASE_URL", database_url.expose())
+            .envs(settings.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env(ENV_SETTINGS_DIGEST, &settings.digest)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
             .kill_on_drop(false);
+        // The log filter is not a setting of the tenant: it stays out of the digest, so a
+        // worker started with another filter does not restart every service.
         if let Ok(filter) = std::env::var("RUST_LOG") {
             command.env("RUST_LOG", filter);
         }
@@ -406,35 +614,65 @@ fn socket_client(socket: &Path, timeout: Duration) -> StepResult<reqwest::Client
         .map_err(|e| StepError::Transient(anyhow!(e).context("building the workload probe")))
 }
 
-/// True when the service on the socket is ready and says it is this tenant's.
-async fn is_ready(probe: &reqwest::Client, spec: &TenantSpec) -> bool {
+/// What the service on the socket says about itself, when it says it is this tenant's
+/// (ready or not); `None` when nothing answers, or something that is not this tenant's.
+async fn ask(probe: &reqwest::Client, spec: &TenantSpec) -> Option<Answer> {
     let url = format!("http://{}/healthz/ready", spec.names.host);
     let response = match probe.get(url).send().await {
-        Ok(r) if r.status() == reqwest::StatusCode::OK => r,
-        Ok(r) => {
-            tracing::debug!(status = %r.status(), "readiness probe not ready");
-            return false;
-        }
+        Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "readiness probe failed");
-            return false;
+            return None;
         }
     };
-    match response.json::<serde_json::Value>().await {
-        Ok(body) => readiness_names_tenant(&body, spec),
-        Err(_) => false,
+    let status = response.status();
+    if status != reqwest::StatusCode::OK {
+        tracing::debug!(status = %status, "readiness probe not ready");
     }
+    let body = response.json::<serde_json::Value>().await.ok()?;
+    answer_of(&body, status == reqwest::StatusCode::OK, spec)
+}
+
+/// Reads a readiness answer. It must name this tenant: a socket answered by another
+/// tenant's service must never count as this tenant's service, ready or not.
+fn answer_of(body: &serde_json::Value, status_ok: bool, spec: &TenantSpec) -> Option<Answer> {
+    let tenant = spec.tenant_id().to_string();
+    if body.get("tenant_id").and_then(|v| v.as_str()) != Some(tenant.as_str()) {
+        return None;
+    }
+    Some(Answer {
+        ready: status_ok && body.get("ready").and_then(|v| v.as_bool()) != Some(false),
+        settings_digest: body
+            .get("settings_digest")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    })
+}
+
+/// SHA-256 over every setting, in key order, each key and value length-prefixed; a secret
+/// setting contributes the SHA-256 of its value, never the value. Lowercase hex.
+pub fn settings_digest(settings: &[(&str, String)], secret: &[&str]) -> String {
+    let ordered: BTreeMap<&str, &str> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut hasher = Sha256::new();
+    hasher.update(DIGEST_CONTEXT);
+    for (key, value) in ordered {
+        let hashed;
+        let value = if secret.contains(&key) {
+            hashed = format!("sha256:{}", hex::encode(Sha256::digest(value.as_bytes())));
+            hashed.as_str()
+        } else {
+            value
+        };
+        for part in [key, value] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    hex::encode(hasher.finalize())
 }
 
 fn tenant_env_entry(spec: &TenantSpec) -> String {
     format!("TENANT_ID={}", spec.tenant_id())
-}
-
-/// The readiness body must name this tenant: a socket answered by another tenant's service
-/// must never count as this tenant being ready.
-fn readiness_names_tenant(body: &serde_json::Value, spec: &TenantSpec) -> bool {
-    body.get("tenant_id").and_then(|v| v.as_str()) == Some(spec.tenant_id().to_string().as_str())
-        && body.get("ready").and_then(|v| v.as_bool()) != Some(false)
 }
 
 fn signal_all(pids: &[i32], signal: Signal) -> StepResult<()> {
@@ -573,6 +811,115 @@ fn url_password(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings() -> Vec<(&'static str, String)> {
+        vec![
+            ("TENANT_ID", "0b5c9ef4-6f57-5d1b-9d52-0f4c3f6a1c2e".into()),
+            ("TENANT_HOST", "shop-acme.tenants.localhost".into()),
+            (
+                "DATABASE_URL",
+                "postgres://t_ab:pw1@127.0.0.1:5432/t_ab".into(),
+            ),
+            (ENV_DB_POOL, "2".into()),
+            (ENV_MAX_CONCURRENT_REQUESTS, "16".into()),
+        ]
+    }
+
+    fn with(key: &str, value: &str) -> Vec<(&'static str, String)> {
+        let mut changed = settings();
+        changed.iter_mut().find(|(k, _)| *k == key).unwrap().1 = value.into();
+        changed
+    }
+
+    #[test]
+    fn settings_digest_is_stable_and_ignores_order() {
+        let digest = settings_digest(&settings(), SECRET_SETTINGS);
+        assert_eq!(digest.len(), 64);
+        assert!(
+            digest
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_eq!(settings_digest(&settings(), SECRET_SETTINGS), digest);
+        let mut reversed = settings();
+        reversed.reverse();
+        assert_eq!(settings_digest(&reversed, SECRET_SETTINGS), digest);
+    }
+
+    #[test]
+    fn settings_digest_changes_with_every_setting() {
+        let digest = settings_digest(&settings(), SECRET_SETTINGS);
+        for (key, value) in [
+            (ENV_DB_POOL, "3"),
+            (ENV_MAX_CONCURRENT_REQUESTS, "64"),
+            ("TENANT_HOST", "shop-acme.tenants.example"),
+            ("DATABASE_URL", "postgres://t_ab:pw2@127.0.0.1:5432/t_ab"),
+        ] {
+            assert_ne!(
+                settings_digest(&with(key, value), SECRET_SETTINGS),
+                digest,
+                "{key}"
+            );
+        }
+        let mut more = settings();
+        more.push(("TENANT_EXTRA", String::new()));
+        assert_ne!(
+            settings_digest(&more, SECRET_SETTINGS),
+            digest,
+            "a new setting"
+        );
+        // Length prefixes: moving bytes between a key and its value is a change.
+        let a = settings_digest(&[("AB", "C".into())], &[]);
+        let b = settings_digest(&[("A", "BC".into())], &[]);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn secret_settings_enter_the_digest_only_as_hashes() {
+        let url = "postgres://t_ab:pw1@127.0.0.1:5432/t_ab";
+        let hashed = format!("sha256:{}", hex::encode(Sha256::digest(url.as_bytes())));
+        // Hashing the secret is exactly what the digest does with it, and nothing else.
+        assert_eq!(
+            settings_digest(&settings(), SECRET_SETTINGS),
+            settings_digest(&with("DATABASE_URL", &hashed), &[])
+        );
+        assert_ne!(
+            settings_digest(&settings(), SECRET_SETTINGS),
+            settings_digest(&settings(), &[])
+        );
+    }
+
+    #[test]
+    fn readiness_answers_count_only_for_this_tenant() {
+        let request = tenant_domain::TenantRequest {
+            org: "acme".into(),
+            slug: "shop".into(),
+            plan: "free".into(),
+            first_admin_email: "a@example.com".into(),
+            name: None,
+        };
+        let spec = TenantSpec {
+            request: tenant_domain::validate(&request, &["free"]).unwrap(),
+            names: tenant_domain::TenantKey::new("acme", "shop").derive("tenants.localhost"),
+            incarnation: 1,
+            requested_by: "test".into(),
+        };
+        let id = spec.tenant_id().to_string();
+
+        let ready = serde_json::json!({"tenant_id": id, "ready": true, "settings_digest": "ab"});
+        let answer = answer_of(&ready, true, &spec).unwrap();
+        assert!(answer.ready);
+        assert_eq!(answer.settings_digest.as_deref(), Some("ab"));
+        // A 503 still tells which copy answers, and that it is not ready.
+        let answer = answer_of(&ready, false, &spec).unwrap();
+        assert!(!answer.ready);
+        let old = serde_json::json!({"tenant_id": id, "ready": true});
+        assert_eq!(answer_of(&old, true, &spec).unwrap().settings_digest, None);
+        let not_ready = serde_json::json!({"tenant_id": id, "ready": false});
+        assert!(!answer_of(&not_ready, true, &spec).unwrap().ready);
+        let other = serde_json::json!({"tenant_id": uuid::Uuid::nil(), "ready": true});
+        assert!(answer_of(&other, true, &spec).is_none());
+    }
 
     #[test]
     fn redaction_removes_urls_and_passwords() {

@@ -23,7 +23,7 @@ use sqlx::{Connection, PgConnection};
 use tenant_activities::identity::Identity;
 use tenant_activities::secrets::{self, Purpose, Secret};
 use tenant_activities::storage::Storage;
-use tenant_activities::workload::Workloads;
+use tenant_activities::workload::{WorkloadSizing, Workloads};
 use tenant_activities::{ActivitiesConfig, StepError};
 use tenant_domain::{ResourceKind, TenantKey, TenantRequest, TenantSpec, validate};
 use tenant_store::{AcceptOutcome, Store};
@@ -793,11 +793,14 @@ async fn deploy_adopts_restarts_and_release_stops() {
         keys,
         [
             "DATABASE_URL",
+            "TENANT_DB_POOL",
             "TENANT_HOST",
             "TENANT_ID",
             "TENANT_ISSUER",
+            "TENANT_MAX_CONCURRENT_REQUESTS",
             "TENANT_NAME",
             "TENANT_ORG",
+            "TENANT_SETTINGS_DIGEST",
             "TENANT_SLUG",
             "TENANT_SOCKET"
         ]
@@ -874,16 +877,14 @@ async fn deploy_waits_for_a_copy_that_is_still_starting() {
     let socket = socket_path(&h.cfg, &spec);
     std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
 
-    // A copy started by an earlier (now dead) worker attempt.
+    // A copy started by an earlier (now dead) worker attempt, with the same settings.
+    let workloads = Workloads::new(h.cfg.clone());
+    let environment = workloads
+        .service_environment(&spec, &url, &WorkloadSizing::default())
+        .unwrap();
     let mut child = std::process::Command::new(service_bin())
         .env_clear()
-        .env("TENANT_ID", spec.tenant_id().to_string())
-        .env("TENANT_HOST", &spec.names.host)
-        .env("TENANT_NAME", &spec.request.name)
-        .env("TENANT_ORG", &spec.request.org)
-        .env("TENANT_SLUG", &spec.request.slug)
-        .env("TENANT_SOCKET", &socket)
-        .env("DATABASE_URL", url.expose())
+        .envs(environment)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -893,7 +894,6 @@ async fn deploy_waits_for_a_copy_that_is_still_starting() {
     h.track_pid(pid);
     std::fs::write(pid_path(&h.cfg, &spec), format!("{pid}\n")).unwrap();
 
-    let workloads = Workloads::new(h.cfg.clone());
     let allocation = workloads.deploy(&spec, &url, &|| {}).await.unwrap();
     assert!(
         allocation.adopted,
@@ -908,6 +908,94 @@ async fn deploy_waits_for_a_copy_that_is_still_starting() {
         status.success(),
         "the adopted copy did not stop cleanly on SIGTERM: {status}"
     );
+    storage.release(&spec).await.unwrap();
+}
+
+/// A running copy is adopted only while it runs with the current settings: after a change
+/// of sizing it is stopped and a fresh copy starts with the new settings, once.
+#[tokio::test]
+async fn deploy_restarts_a_copy_running_with_other_settings() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let spec = h.tenant("free");
+    let storage = h.storage().await;
+    storage.allocate(&spec).await.unwrap();
+    let url = storage.connection_url(&spec);
+    install_test_realm(&url).await;
+    let workloads = Workloads::new(h.cfg.clone());
+    let small = WorkloadSizing {
+        db_pool: 2,
+        max_concurrent_requests: 16,
+    };
+    let larger = WorkloadSizing {
+        db_pool: 3,
+        max_concurrent_requests: 40,
+    };
+    let ready_answer = || async {
+        let answer = workloads
+            .workload_get(&spec, "/healthz/ready")
+            .await
+            .unwrap();
+        answer.json::<serde_json::Value>().await.unwrap()
+    };
+
+    let first = workloads
+        .deploy_sized(&spec, &url, &small, &|| {})
+        .await
+        .unwrap();
+    assert!(!first.allocation.adopted);
+    assert_eq!(first.settings_changed, None);
+    let pids = workloads.running_pids(&spec);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    h.track_pid(pids[0]);
+    let before = ready_answer().await;
+    assert_eq!(before["sizing"]["db_pool"], 2, "{before}");
+    let first_digest = before["settings_digest"].as_str().unwrap().to_owned();
+    assert_eq!(first_digest.len(), 64);
+
+    let same = workloads
+        .deploy_sized(&spec, &url, &small, &|| {})
+        .await
+        .unwrap();
+    assert!(same.allocation.adopted);
+    assert_eq!(same.settings_changed, None);
+    assert_eq!(
+        workloads.running_pids(&spec),
+        pids,
+        "unchanged settings keep the copy"
+    );
+
+    let changed = workloads
+        .deploy_sized(&spec, &url, &larger, &|| {})
+        .await
+        .unwrap();
+    assert!(!changed.allocation.adopted);
+    let change = changed.settings_changed.expect("the settings changed");
+    assert_eq!(change.previous.as_deref(), Some(first_digest.as_str()));
+    assert_ne!(change.current, first_digest);
+    let now = workloads.running_pids(&spec);
+    assert_eq!(now.len(), 1, "{now:?}");
+    h.track_pid(now[0]);
+    assert_ne!(now, pids, "the copy with the old settings was replaced");
+    let environ = std::fs::read(format!("/proc/{}/environ", now[0])).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.split('\0').any(|kv| kv == "TENANT_DB_POOL=3"));
+    assert!(
+        environ
+            .split('\0')
+            .any(|kv| kv == "TENANT_MAX_CONCURRENT_REQUESTS=40")
+    );
+    assert!(
+        !change.current.contains(url_password(&url)),
+        "the digest is not the secret"
+    );
+    let after = ready_answer().await;
+    assert_eq!(after["sizing"]["db_pool"], 3, "{after}");
+    assert_eq!(after["sizing"]["max_concurrent_requests"], 40, "{after}");
+    assert_eq!(after["settings_digest"], change.current.as_str());
+    assert!(!after.to_string().contains(url_password(&url)));
+
+    workloads.release(&spec).await.unwrap();
     storage.release(&spec).await.unwrap();
 }
 
