@@ -21,7 +21,7 @@ pub enum ClientError {
     /// The API refused or failed and said why.
     #[error("{}", .0.detail)]
     Problem(Problem),
-    #[error("cannot reach the API at {url}: {source}")]
+    #[error("cannot reach the API at {url}: {}", transport_reason(.source))]
     Transport {
         url: String,
         #[source]
@@ -42,6 +42,20 @@ impl ClientError {
             Self::Unexpected { status, .. } => status.is_server_error(),
             Self::Config(_) => false,
         }
+    }
+}
+
+/// The innermost cause of a transport failure (`Connection refused (os error 111)`), which
+/// reqwest's own message (`error sending request for url …`) leaves out, and what to check.
+fn transport_reason(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if err.is_connect() {
+        format!("{cause}; is the API running there? (--api-url or TP_API_URL)")
+    } else {
+        cause.to_string()
     }
 }
 
@@ -381,6 +395,27 @@ fn parse_block(block: &str, url: &str) -> Result<Option<EventView>, ClientError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_api_is_named_with_the_real_reason() {
+        // A port nothing listens on: bound, then closed again.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = ApiClient::new(&format!("http://127.0.0.1:{port}"), "t".into()).unwrap();
+        let err = client.last_event_id("acme", "prod").await.unwrap_err();
+        assert!(err.is_transient());
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("cannot reach the API at http://127.0.0.1:{port}/")),
+            "{text}"
+        );
+        assert!(text.contains("refused"), "{text}");
+        assert!(text.contains("TP_API_URL"), "{text}");
+        assert!(!text.contains("error sending request"), "{text}");
+    }
 
     #[test]
     fn actions_have_their_paths() {

@@ -92,6 +92,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "TP_API_URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8080",
         global = true,
         help_heading = "Global options"
