@@ -206,8 +206,9 @@ fn operations() -> Vec<Operation> {
             description: "The stored tenant with its resource ledger, the delivery status of \
                 its three welcome emails (`emails`, from the control plane's records: \
                 `pending` until sent, then `sent` or `refused` with the server's answer and \
-                the number of sends) and, unless `live=false`, the workflow's own view \
-                (state, phase, next stable state, last error, resources)."
+                the number of sends), its plan's sizing (`sizing`) and, unless `live=false`, \
+                the workflow's own view (state, phase, next stable state, last error, \
+                resources)."
                 .into(),
             auth: true,
             parameters: vec![
@@ -798,9 +799,37 @@ fn components() -> Value {
                                 "description": "The workflow's own view; absent when Temporal \
                                     does not answer or `live=false`",
                             },
+                            "sizing": schema_ref("TenantSizing"),
                         },
                     },
                 ],
+            },
+            "TenantSizing": {
+                "type": "object",
+                "description": "What the tenant's plan gives it, as the plan reads now; a \
+                    changed plan applies to the tenant's service when it is next deployed or \
+                    a worker starts",
+                "required": [
+                    "plan", "db_connection_limit", "workload_db_pool",
+                    "workload_max_concurrent_requests",
+                ],
+                "properties": {
+                    "plan": { "type": "string" },
+                    "db_connection_limit": {
+                        "type": "integer", "minimum": 3,
+                        "description": "Connections the tenant's database role may open",
+                    },
+                    "workload_db_pool": {
+                        "type": "integer", "minimum": 1,
+                        "description": "Connections the tenant's service keeps in its pool \
+                            at most; at least two below `db_connection_limit`",
+                    },
+                    "workload_max_concurrent_requests": {
+                        "type": "integer", "minimum": 1,
+                        "description": "Requests the tenant's service serves at once; it \
+                            answers 503 to more",
+                    },
+                },
             },
             "Resource": {
                 "type": "object",

@@ -96,6 +96,22 @@ pub struct TenantDetail {
     pub emails: Vec<EmailDeliveryView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<TenantStatus>,
+    /// What the tenant's plan gives it, as the plan reads now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<TenantSizing>,
+}
+
+/// The tenant's plan and the sizing it gives the tenant. A changed plan applies to the
+/// tenant's service when it is next deployed or a worker starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSizing {
+    pub plan: String,
+    /// Connections the tenant's database role may open.
+    pub db_connection_limit: i32,
+    /// Connections the tenant's service keeps in its pool at most.
+    pub workload_db_pool: i32,
+    /// Requests the tenant's service serves at once; it answers 503 to more.
+    pub workload_max_concurrent_requests: i32,
 }
 
 /// One allocation from the ledger.
@@ -775,12 +791,23 @@ pub async fn tenants_show(
     } else {
         None
     };
+    let sizing = state
+        .store()
+        .plan(&row.plan)
+        .await?
+        .map(|plan| TenantSizing {
+            plan: plan.name,
+            db_connection_limit: plan.db_connection_limit,
+            workload_db_pool: plan.workload_db_pool,
+            workload_max_concurrent_requests: plan.workload_max_concurrent_requests,
+        });
 
     Ok(Json(TenantDetail {
         tenant: TenantResource::from_row(&row, state.config()),
         resources,
         emails,
         live,
+        sizing,
     }))
 }
 
