@@ -3,11 +3,13 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use reqwest::StatusCode;
 use serde_json::Value;
+use tenant_domain::{LifecycleAction, TenantState};
 use tenant_tests::{ProcessSignal, Stack, StackOptions, state_of};
 
 use common::*;
@@ -374,5 +376,253 @@ async fn retry_through_the_api_after_a_failure_and_after_a_terminated_workflow()
         .wait_for_state("desk", "decommissioned", Duration::from_secs(90))
         .await?;
     assert_nothing_left(&stack, "desk", &tenant_id).await?;
+    Ok(())
+}
+
+/// Every lifecycle action the API offers, in the order a state is checked: refusals first,
+/// then the email actions (which leave the state as it is).
+const ACTIONS: [LifecycleAction; 6] = [
+    LifecycleAction::Retry,
+    LifecycleAction::Decommission,
+    LifecycleAction::Suspend,
+    LifecycleAction::Resume,
+    LifecycleAction::ReissueInvitation,
+    LifecycleAction::ResendEmail,
+];
+
+/// The states a tenant rests in long enough to be asked something. `compensating` and
+/// `decommissioning` are left out: they last only while releases run, and no test switch
+/// holds a release (`TP_SLOW_PHASE` holds forward phases only), so catching them would be a
+/// race. The domain's own test covers every action from them; a worker switch that holds a
+/// release would let this tour stop there too.
+const RESTING_STATES: [TenantState; 5] = [
+    TenantState::Provisioning,
+    TenantState::Active,
+    TenantState::Suspended,
+    TenantState::Failed,
+    TenantState::Decommissioned,
+];
+
+/// The route segment(s) of an action after `…/tenants/{slug}/`.
+fn action_path(action: LifecycleAction) -> &'static str {
+    match action {
+        LifecycleAction::Retry => "retry",
+        LifecycleAction::Decommission => "decommission",
+        LifecycleAction::Suspend => "suspend",
+        LifecycleAction::Resume => "resume",
+        LifecycleAction::ReissueInvitation => "invitation/reissue",
+        LifecycleAction::ResendEmail => "emails/welcome/resend",
+    }
+}
+
+/// A walk of tenants through their states that sends every action from each and records
+/// which (action, state) pairs it has checked against the domain's table.
+struct Tour<'a> {
+    stack: &'a Stack,
+    checked: HashSet<(LifecycleAction, TenantState)>,
+}
+
+impl Tour<'_> {
+    /// Sends, from `state`, every action the domain refuses there (409 with the domain's
+    /// reason, or for a decommissioned tenant the API's own) and then every allowed email
+    /// action (202, waiting for its email). Allowed state-changing actions are left to
+    /// [`Tour::moves`], since sending one leaves the state.
+    async fn check_state(&mut self, slug: &str, state: TenantState) -> anyhow::Result<()> {
+        let shown = self.stack.get_tenant(slug).await?;
+        ensure!(
+            state_of(&shown.body) == Some(state.as_str()),
+            "{slug} is not {state}: {}",
+            shown.body
+        );
+        for action in ACTIONS {
+            let Some(reason) = action.refusal(state) else {
+                continue;
+            };
+            let path = action_path(action);
+            let (status, body) = act(self.stack, slug, path, &self.stack.owner_token).await?;
+            ensure!(
+                status == StatusCode::CONFLICT,
+                "{path} from {state}: {status} {body}"
+            );
+            ensure!(
+                body["type"] == format!("{PROBLEM}conflict"),
+                "{path} from {state}: {body}"
+            );
+            // A decommissioned tenant's workflow has ended: the API answers for it.
+            let expected = if state == TenantState::Decommissioned {
+                format!(
+                    "tenant {slug} is decommissioned; to use the slug again, request the \
+                     tenant anew"
+                )
+            } else {
+                reason
+            };
+            ensure!(
+                body["detail"] == expected.as_str(),
+                "{path} from {state}: {body}"
+            );
+            self.checked.insert((action, state));
+        }
+        for action in ACTIONS {
+            if action.changes_state() || action.refusal(state).is_some() {
+                continue;
+            }
+            let path = action_path(action);
+            let before = last_event_id(self.stack, slug).await?;
+            let body = self.accepted(slug, action, state).await?;
+            ensure!(body["email"].is_string() || action != LifecycleAction::ResendEmail);
+            wait_for_event(self.stack, slug, Duration::from_secs(90), |e| {
+                e["id"].as_i64().unwrap_or(0) > before
+                    && e["kind"]
+                        .as_str()
+                        .is_some_and(|k| k.starts_with("operator_email"))
+            })
+            .await
+            .with_context(|| format!("the email of {path} from {state}"))?;
+        }
+        Ok(())
+    }
+
+    /// Sends the allowed state-changing `action` from `from` and waits for `to`.
+    async fn moves(
+        &mut self,
+        slug: &str,
+        action: LifecycleAction,
+        from: TenantState,
+        to: TenantState,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        ensure!(action.changes_state(), "{action:?} changes no state");
+        self.accepted(slug, action, from).await?;
+        self.stack.wait_for_state(slug, to.as_str(), within).await?;
+        Ok(())
+    }
+
+    /// Sends an action the domain allows from `state`: 202 with the workflow's answer.
+    async fn accepted(
+        &mut self,
+        slug: &str,
+        action: LifecycleAction,
+        state: TenantState,
+    ) -> anyhow::Result<Value> {
+        ensure!(
+            action.refusal(state).is_none(),
+            "the domain refuses {action:?} from {state}"
+        );
+        let path = action_path(action);
+        let (status, body) = act(self.stack, slug, path, &self.stack.owner_token).await?;
+        ensure!(
+            status == StatusCode::ACCEPTED,
+            "{path} from {state}: {status} {body}"
+        );
+        ensure!(
+            body["action"] == action.as_str()
+                && body["answer"] == format!("{} accepted from state {state}", action.as_str()),
+            "{path} from {state}: {body}"
+        );
+        self.checked.insert((action, state));
+        Ok(body)
+    }
+}
+
+async fn last_event_id(stack: &Stack, slug: &str) -> anyhow::Result<i64> {
+    Ok(events(stack, slug)
+        .await?
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .max()
+        .unwrap_or(0))
+}
+
+/// Every lifecycle action from every state a tenant rests in, through the API, with the
+/// domain's table (`LifecycleAction::allowed_from` and `refusal`) as the oracle: a refused
+/// action is 409 with the domain's reason, an allowed one 202 with the workflow's answer.
+/// One stack: first with a failing phase (a tenant goes `failed`, is retried, fails again
+/// and is decommissioned), then with a slow deploy that holds new tenants in
+/// `provisioning` long enough to ask them everything. Each tenant is asked the refused and
+/// the email actions first and then the one action that moves it on.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_lifecycle_action_from_every_state() -> anyhow::Result<()> {
+    use LifecycleAction::*;
+    use TenantState::*;
+
+    let stack = Stack::start_with(StackOptions {
+        worker_env: vec![("TP_FAIL_PHASE".into(), "allocate_identity".into())],
+        ..Default::default()
+    })
+    .await?;
+    let mut tour = Tour {
+        stack: &stack,
+        checked: HashSet::new(),
+    };
+    let settle = Duration::from_secs(150);
+
+    // failed: retry (which fails again, the fault being still there), then decommission.
+    let created = stack
+        .create_tenant("broken", "free", "b@example.com", None)
+        .await?;
+    ensure!(created.status == StatusCode::ACCEPTED, "{}", created.body);
+    stack.wait_for_state("broken", "failed", settle).await?;
+    tour.check_state("broken", Failed).await?;
+    let before = last_event_id(&stack, "broken").await?;
+    tour.accepted("broken", Retry, Failed).await?;
+    wait_for_event(&stack, "broken", settle, |e| {
+        e["id"].as_i64().unwrap_or(0) > before
+            && e["kind"] == "state_changed"
+            && e["state"] == "failed"
+    })
+    .await?;
+    tour.check_state("broken", Failed).await?;
+    tour.moves("broken", Decommission, Failed, Decommissioned, settle)
+        .await?;
+    tour.check_state("broken", Decommissioned).await?;
+
+    // The fault repaired, deploy held long enough to ask a provisioning tenant everything.
+    stack.kill_worker(ProcessSignal::SIGTERM).await?;
+    stack.remove_worker_env("TP_FAIL_PHASE");
+    stack.set_worker_env("TP_SLOW_PHASE", "deploy:15000");
+    stack.start_worker().await?;
+    for slug in ["tour", "early", "paused"] {
+        let created = stack
+            .create_tenant(slug, "growth", "t@example.com", None)
+            .await?;
+        ensure!(created.status == StatusCode::ACCEPTED, "{}", created.body);
+    }
+
+    // provisioning: refusals on one tenant, decommission on another.
+    tour.check_state("tour", Provisioning).await?;
+    tour.moves("early", Decommission, Provisioning, Decommissioned, settle)
+        .await?;
+    tour.check_state("early", Decommissioned).await?;
+
+    // active → suspended → active → decommissioned.
+    stack
+        .wait_for_state("tour", "active", ACTIVE_WITHIN)
+        .await?;
+    tour.check_state("tour", Active).await?;
+    tour.moves("tour", Suspend, Active, Suspended, settle)
+        .await?;
+    tour.check_state("tour", Suspended).await?;
+    tour.moves("tour", Resume, Suspended, Active, settle)
+        .await?;
+    tour.moves("tour", Decommission, Active, Decommissioned, settle)
+        .await?;
+    tour.check_state("tour", Decommissioned).await?;
+
+    // Decommission from suspended, on the third tenant.
+    stack
+        .wait_for_state("paused", "active", ACTIVE_WITHIN)
+        .await?;
+    tour.moves("paused", Suspend, Active, Suspended, settle)
+        .await?;
+    tour.moves("paused", Decommission, Suspended, Decommissioned, settle)
+        .await?;
+
+    let every: HashSet<(LifecycleAction, TenantState)> = ACTIONS
+        .iter()
+        .flat_map(|a| RESTING_STATES.iter().map(move |s| (*a, *s)))
+        .collect();
+    let missed: Vec<_> = every.difference(&tour.checked).collect();
+    ensure!(missed.is_empty(), "never sent: {missed:?}");
     Ok(())
 }
