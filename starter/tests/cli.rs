@@ -544,7 +544,8 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
 }
 
 /// A saga that fails exits 1 with the reason, for `create` and for a `retry` that fails
-/// again; a saga that does not settle in time exits 3; `--no-wait` returns at once.
+/// again; a saga that does not settle in time exits 3 and ctrl-c exits 130, both leaving the
+/// saga running; `--no-wait` returns at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn failures_and_timeouts_are_reported() {
     let app = spawn_app_with(Default::default(), false).await;
@@ -626,4 +627,68 @@ async fn failures_and_timeouts_are_reported() {
     let value: serde_json::Value = serde_json::from_slice(&no_wait.stdout).expect("json output");
     assert_eq!(value["slug"], "stuck");
     assert!(text(&no_wait.stderr).contains("already requested"));
+
+    // ctrl-c while following: exit 130, the saga carries on.
+    let mut following = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))
+        .args([
+            "create",
+            "--org",
+            &org,
+            "--slug",
+            "halted",
+            "--plan",
+            "growth",
+            "--first-admin",
+            "a@example.com",
+        ])
+        .env("TP_API_URL", &app.base)
+        .env("TP_TOKEN", &token)
+        .env("XDG_CONFIG_HOME", &config.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(following.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // An event line is printed only once the follow (and its ctrl-c handler) runs.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let started = line.contains(" started");
+            seen.push(line);
+            if started {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no event line: {seen:?}"));
+    let pid = following.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), following.wait())
+        .await
+        .expect("the CLI stops at ctrl-c")
+        .unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        seen.push(line);
+    }
+    assert_eq!(status.code(), Some(130), "{seen:#?}");
+    assert!(
+        seen.last().is_some_and(|l| l.starts_with(
+            "… stopped following; the saga carries on. Follow it with `tenants events"
+        )),
+        "{seen:#?}"
+    );
+    let row = app.store.tenant(&org, "halted").await.unwrap().unwrap();
+    assert!(
+        matches!(
+            row.state.as_str(),
+            "provisioning" | "compensating" | "failed"
+        ),
+        "{row:?}"
+    );
 }
