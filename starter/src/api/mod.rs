@@ -1,4 +1,5 @@
-//! The HTTP API: router, shared state, configuration and the extractors every handler uses.
+//! The HTTP API: router, shared state, configuration and who the caller is; the path,
+//! query and body extractors are in [`extract`].
 //!
 //! Routes (JSON; errors are problem+json, see [`error`]):
 //! - `POST /api/v1/organizations/{org_id}/tenants` — accept a tenant and start its saga
