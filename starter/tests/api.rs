@@ -927,6 +927,24 @@ async fn malformed_paths_and_queries_are_refused_naming_the_parameter() {
         // Query parameters of the list.
         (
             reqwest::Method::GET,
+            format!("{tenants}?stat=active"),
+            "stat",
+            "unknown_parameter",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{events}?after=0&since=3"),
+            "since",
+            "unknown_parameter",
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{tenants}/prod?lve=false"),
+            "lve",
+            "unknown_parameter",
+        ),
+        (
+            reqwest::Method::GET,
             format!("{tenants}?limit=abc"),
             "limit",
             "out_of_range",

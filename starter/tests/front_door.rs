@@ -1399,15 +1399,16 @@ async fn rules_publish_the_domain_rule_and_the_plans() {
     assert_eq!(rules["host"]["template"], "<slug>-<org>.<domain>");
     assert_eq!(rules["host"]["domain"], app.domain);
 
-    let stored: Vec<(String, String, i32, i32)> = sqlx::query_as(
-        "SELECT name, display_name, max_tenants_per_org, db_connection_limit
+    let stored: Vec<(String, String, i32, i32, i32, i32)> = sqlx::query_as(
+        "SELECT name, display_name, max_tenants_per_org, db_connection_limit,
+                workload_db_pool, workload_max_concurrent_requests
          FROM plans ORDER BY name",
     )
     .fetch_all(app.store.pool())
     .await
     .unwrap();
     assert!(!stored.is_empty());
-    let published: Vec<(String, String, i32, i32)> = rules["plans"]
+    let published: Vec<(String, String, i32, i32, i32, i32)> = rules["plans"]
         .as_array()
         .unwrap()
         .iter()
@@ -1417,6 +1418,8 @@ async fn rules_publish_the_domain_rule_and_the_plans() {
                 p["display_name"].as_str().unwrap().to_owned(),
                 p["max_tenants_per_org"].as_i64().unwrap() as i32,
                 p["db_connection_limit"].as_i64().unwrap() as i32,
+                p["workload_db_pool"].as_i64().unwrap() as i32,
+                p["workload_max_concurrent_requests"].as_i64().unwrap() as i32,
             )
         })
         .collect();

@@ -91,6 +91,20 @@ where
         serde_path_to_error::deserialize(object)
             .map(Self)
             .map_err(|err| {
+                // A misspelt parameter must not be ignored: `?stat=active` would list
+                // every tenant as if it were filtered.
+                let message = err.inner().to_string();
+                if let Some(rest) = message.strip_prefix("unknown field `")
+                    && let Some((name, expected)) = rest.split_once('`')
+                {
+                    let known = expected.trim_start_matches(", expected ");
+                    let known = known.strip_prefix("one of ").unwrap_or(known);
+                    return ApiError::field(
+                        name,
+                        "unknown_parameter",
+                        format!("unknown query parameter {name}; this endpoint takes {known}"),
+                    );
+                }
                 let field = err.path().to_string();
                 let field = if field == "." { "query".into() } else { field };
                 ApiError::field(

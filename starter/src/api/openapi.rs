@@ -1029,12 +1029,15 @@ fn rules_schema() -> Value {
                     "type": "object",
                     "required": [
                         "name", "display_name", "max_tenants_per_org", "db_connection_limit",
+                        "workload_db_pool", "workload_max_concurrent_requests",
                     ],
                     "properties": {
                         "name": { "type": "string" },
                         "display_name": { "type": "string" },
                         "max_tenants_per_org": { "type": "integer" },
                         "db_connection_limit": { "type": "integer" },
+                        "workload_db_pool": { "type": "integer" },
+                        "workload_max_concurrent_requests": { "type": "integer" },
                     },
                 },
             },

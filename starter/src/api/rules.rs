@@ -69,6 +69,10 @@ pub struct PlanRule {
     pub max_tenants_per_org: i32,
     /// Connections the tenant's database accepts.
     pub db_connection_limit: i32,
+    /// Connections the tenant's service keeps in its pool at most.
+    pub workload_db_pool: i32,
+    /// Requests the tenant's service serves at once.
+    pub workload_max_concurrent_requests: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +98,8 @@ pub async fn rules_show(State(state): State<AppState>) -> Result<Response, ApiEr
             display_name: p.display_name,
             max_tenants_per_org: p.max_tenants_per_org,
             db_connection_limit: p.db_connection_limit,
+            workload_db_pool: p.workload_db_pool,
+            workload_max_concurrent_requests: p.workload_max_concurrent_requests,
         })
         .collect();
     let rules = rules(&state.config().domain, plans);

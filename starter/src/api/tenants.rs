@@ -207,6 +207,7 @@ pub struct EventView {
 
 /// Query of the list endpoint; parsed by hand so each bad value is a field error.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     pub state: Option<String>,
     pub limit: Option<String>,
@@ -216,12 +217,14 @@ pub struct ListParams {
 /// Query of the show endpoint: `live=false` skips asking the workflow, for pollers that
 /// only need the stored state.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShowParams {
     pub live: Option<String>,
 }
 
 /// Query of the events endpoint.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventParams {
     pub after: Option<String>,
     pub limit: Option<String>,
