@@ -133,8 +133,8 @@ export_app_env() {
     export TP_TENANT_SERVICE_BIN=$BIN_DIR/tenant-service
     export TP_SMTP_HOST=127.0.0.1 TP_SMTP_PORT=$SMTP_PORT
     export TP_MAIL_FROM=${TP_MAIL_FROM:-no-reply@$DOMAIN}
-    export TP_CONSOLE_URL=${TP_CONSOLE_URL:-http://127.0.0.1:$API_PORT}
     export TEMPORAL_ADDRESS=127.0.0.1:$TEMPORAL_PORT
+    export TP_TEMPORAL_UI_URL=http://127.0.0.1:$TEMPORAL_UI_PORT
     export TEMPORAL_NAMESPACE=${TEMPORAL_NAMESPACE:-default}
     export TP_API_LISTEN=127.0.0.1:$API_PORT TP_API_URL=http://127.0.0.1:$API_PORT
     export RUST_LOG=${RUST_LOG:-info}

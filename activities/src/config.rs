@@ -31,8 +31,9 @@ pub struct ActivitiesConfig {
     pub smtp_port: u16,
     /// The From address of the welcome emails.
     pub mail_from: String,
-    /// Where people manage the platform (linked from the emails).
-    pub console_url: String,
+    /// Where organisations manage their tenants on the platform, linked from the emails
+    /// when set; without it the emails leave the platform console out.
+    pub console_url: Option<String>,
     /// Secret from which per-tenant credentials (database password, invitation code) are
     /// derived, so a retried allocation derives the same value and no secret ever enters
     /// the workflow history. At least 32 bytes.
@@ -89,6 +90,13 @@ impl ActivitiesConfig {
         }
         if self.secret_key.len() < 32 {
             return Err("secret key must be at least 32 bytes".into());
+        }
+        if let Some(console) = &self.console_url
+            && !(console.starts_with("https://") || console.starts_with("http://"))
+        {
+            return Err(format!(
+                "console URL {console:?} must be an http:// or https:// URL (it is a link in the welcome emails)"
+            ));
         }
         Ok(())
     }

@@ -252,8 +252,10 @@ fn render(
         ("tenant_url", tenant_url.clone()),
         // The tenant's own console, where its first admin signs in.
         ("tenant_console_url", format!("{tenant_url}/")),
-        ("console_url", cfg.console_url.clone()),
     ];
+    if let Some(console) = cfg.console_url.as_deref().filter(|u| !u.is_empty()) {
+        values.push(("console_url", console.to_owned()));
+    }
     let (subject, text, html) = match kind {
         EmailKind::Welcome => {
             // The only place the code ever goes.
@@ -286,13 +288,29 @@ fn render(
 }
 
 /// Replaces each `{name}` whose name is in `values`, in one pass, so a value can never
-/// introduce a placeholder of its own. Anything else in braces is left as written.
+/// introduce a placeholder of its own. `{?name}…{/name}` keeps what is between only when
+/// `name` has a value (for a link that a deployment may not have). Anything else in braces
+/// is left as written.
 fn fill(template: &str, values: &[(&str, String)], html: bool) -> String {
     let mut out = String::with_capacity(template.len() + 256);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
+        if let Some(section) = after.strip_prefix('?')
+            && let Some(close) = section.find('}')
+        {
+            let name = &section[..close];
+            let end_tag = format!("{{/{name}}}");
+            if let Some(end) = section[close + 1..].find(&end_tag) {
+                let inner = &section[close + 1..close + 1 + end];
+                if values.iter().any(|(k, _)| *k == name) {
+                    out.push_str(&fill(inner, values, html));
+                }
+                rest = &section[close + 1 + end + end_tag.len()..];
+                continue;
+            }
+        }
         let value = after.find('}').and_then(|close| {
             values
                 .iter()
@@ -351,7 +369,7 @@ mod tests {
             smtp_host: "127.0.0.1".into(),
             smtp_port: 1025,
             mail_from: "Tenant Platform <platform@example.com>".into(),
-            console_url: "https://console.example.com/?a=1&b=2".into(),
+            console_url: Some("https://console.example.com/?a=1&b=2".into()),
             secret_key: vec![7; 32],
             fail_phase: None,
             slow_phase: None,
@@ -397,6 +415,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn without_a_platform_console_the_emails_do_not_mention_one() {
+        let mut cfg = config();
+        for kind in [EmailKind::ConsoleUrl, EmailKind::Onboarding] {
+            let with = render(&cfg, &spec(), kind, &code());
+            assert!(with.text.contains("platform console"), "{kind:?}");
+            assert!(with.text.contains("https://console.example.com/?a=1&b=2"), "{kind:?}");
+            assert!(with.html.contains("href=\"https://console.example.com/?a=1&amp;b=2\""));
+        }
+        cfg.console_url = None;
+        for kind in EmailKind::ALL {
+            let without = render(&cfg, &spec(), kind, &code());
+            for body in [&without.text, &without.html] {
+                assert!(!body.contains("platform console"), "{kind:?}: {body}");
+                assert!(!body.contains('{') && !body.contains('}'), "{kind:?}: {body}");
+            }
+        }
+        let onboarding = render(&cfg, &spec(), EmailKind::Onboarding, &code());
+        assert!(onboarding.text.contains("3. Connect your first application.\n"));
+    }
+
+    #[test]
+    fn sections_keep_their_text_only_when_their_value_is_set() {
+        let values = [("a", "1".to_owned())];
+        assert_eq!(fill("x{?a}[{a}]{/a}y{?b}[{b}]{/b}z", &values, false), "x[1]yz");
+        // An unclosed section is left as written.
+        assert_eq!(fill("x{?b}y", &values, false), "x{?b}y");
     }
 
     #[test]

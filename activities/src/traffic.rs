@@ -576,7 +576,7 @@ mod tests {
             smtp_host: "127.0.0.1".into(),
             smtp_port: 1025,
             mail_from: "platform@example.com".into(),
-            console_url: "https://console.example.com".into(),
+            console_url: Some("https://console.example.com".into()),
             secret_key: vec![7; 32],
             fail_phase: None,
             slow_phase: None,

@@ -98,7 +98,7 @@ impl Harness {
             smtp_host: "127.0.0.1".into(),
             smtp_port: 1025,
             mail_from: "platform@example.com".into(),
-            console_url: "http://127.0.0.1:8080".into(),
+            console_url: None,
             secret_key: secret_key.to_vec(),
             fail_phase: None,
             slow_phase: None,

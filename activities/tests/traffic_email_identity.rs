@@ -353,7 +353,7 @@ async fn the_three_welcome_emails_arrive_once_in_order() -> anyhow::Result<()> {
         8444,
         maildev.smtp_port,
     );
-    cfg.console_url = "https://console.example.com/orgs/acme".into();
+    cfg.console_url = Some("https://console.example.com/orgs/acme".into());
     let cfg = Arc::new(cfg);
     let spec = accept(&db.store, "acme", "mail", "first.admin@example.com").await?;
     let identity = Identity::new(cfg.clone(), db.store.clone());
@@ -583,7 +583,7 @@ fn config(
         smtp_host: "127.0.0.1".into(),
         smtp_port: smtp,
         mail_from: "Tenant Platform <platform@example.com>".into(),
-        console_url: "https://console.example.com".into(),
+        console_url: Some("https://console.example.com".into()),
         secret_key: b"a test secret key of at least thirty-two bytes".to_vec(),
         fail_phase: None,
         slow_phase: None,

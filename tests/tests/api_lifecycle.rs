@@ -525,14 +525,6 @@ impl Tour<'_> {
     }
 }
 
-async fn last_event_id(stack: &Stack, slug: &str) -> anyhow::Result<i64> {
-    Ok(events(stack, slug)
-        .await?
-        .iter()
-        .filter_map(|e| e["id"].as_i64())
-        .max()
-        .unwrap_or(0))
-}
 
 /// Every lifecycle action from every state a tenant rests in, through the API, with the
 /// domain's table (`LifecycleAction::allowed_from` and `refusal`) as the oracle: a refused

@@ -69,8 +69,10 @@ struct Args {
         default_value = "Tenant Provisioner <no-reply@tenants.localhost>"
     )]
     mail_from: String,
-    #[arg(long, env = "TP_CONSOLE_URL", default_value = "http://127.0.0.1:8080/")]
-    console_url: String,
+    /// The platform console where organisations manage their tenants, linked from the
+    /// welcome emails; without it the emails do not mention a platform console.
+    #[arg(long, env = "TP_CONSOLE_URL")]
+    console_url: Option<String>,
     /// Secret from which per-tenant credentials are derived (at least 32 bytes).
     #[arg(long, env = "TP_SECRET_KEY", hide_env_values = true)]
     secret_key: String,

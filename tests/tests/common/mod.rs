@@ -30,6 +30,16 @@ pub async fn events(stack: &Stack, slug: &str) -> anyhow::Result<Vec<Value>> {
     Ok(list.as_array().cloned().unwrap_or_default())
 }
 
+/// The id of the newest event in the tenant's feed (0 when it has none).
+pub async fn last_event_id(stack: &Stack, slug: &str) -> anyhow::Result<i64> {
+    Ok(events(stack, slug)
+        .await?
+        .iter()
+        .filter_map(|e| e["id"].as_i64())
+        .max()
+        .unwrap_or(0))
+}
+
 /// Waits until the feed holds an event for which `wanted` is true; returns the feed.
 pub async fn wait_for_event(
     stack: &Stack,
