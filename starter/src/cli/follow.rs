@@ -329,23 +329,13 @@ async fn print_backlog(
 
 #[cfg(test)]
 mod tests {
+    use super::super::output::test_event;
     use super::*;
-    use chrono::Utc;
 
     fn event(state: &str) -> EventView {
-        EventView {
-            id: 1,
-            incarnation: 1,
-            run_id: "r".into(),
-            kind: "state_changed".into(),
-            phase: None,
-            attempt: None,
-            state: Some(state.into()),
-            actor: "saga".into(),
-            message: String::new(),
-            detail: None,
-            at: Utc::now(),
-        }
+        let mut event = test_event("state_changed", None, None, "");
+        event.state = Some(state.into());
+        event
     }
 
     fn action(from: &str, target: &'static str) -> Tracker {

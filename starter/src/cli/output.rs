@@ -305,26 +305,33 @@ fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+/// An audit event as the feed would send it, for the CLI's unit tests.
+#[cfg(test)]
+pub(super) fn test_event(
+    kind: &str,
+    phase: Option<&str>,
+    attempt: Option<i32>,
+    message: &str,
+) -> EventView {
+    EventView {
+        id: 1,
+        incarnation: 1,
+        run_id: "r".into(),
+        kind: kind.into(),
+        phase: phase.map(Into::into),
+        attempt,
+        state: None,
+        actor: "saga".into(),
+        message: message.into(),
+        detail: None,
+        at: chrono::Utc::now(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_event as event;
     use super::*;
-    use chrono::Utc;
-
-    fn event(kind: &str, phase: Option<&str>, attempt: Option<i32>, message: &str) -> EventView {
-        EventView {
-            id: 1,
-            incarnation: 1,
-            run_id: "r".into(),
-            kind: kind.into(),
-            phase: phase.map(Into::into),
-            attempt,
-            state: None,
-            actor: "worker".into(),
-            message: message.into(),
-            detail: None,
-            at: Utc::now(),
-        }
-    }
 
     #[test]
     fn event_lines_read_like_progress() {

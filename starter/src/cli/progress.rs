@@ -254,24 +254,8 @@ fn release_failure(message: &str, phase: &str) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::output::test_event as event;
     use super::*;
-    use chrono::Utc;
-
-    fn event(kind: &str, phase: Option<&str>, attempt: Option<i32>, message: &str) -> EventView {
-        EventView {
-            id: 1,
-            incarnation: 1,
-            run_id: "r".into(),
-            kind: kind.into(),
-            phase: phase.map(Into::into),
-            attempt,
-            state: None,
-            actor: "saga".into(),
-            message: message.into(),
-            detail: None,
-            at: Utc::now(),
-        }
-    }
 
     fn state(state: &str, message: &str) -> EventView {
         let mut event = event("state_changed", None, None, message);
