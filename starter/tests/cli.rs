@@ -126,6 +126,62 @@ async fn help_and_usage_errors() {
     assert_eq!(unknown.status.code(), Some(2));
 }
 
+/// Runs the CLI with its stdout on a pipe nobody reads any more, as `tenants … | head`
+/// leaves it once `head` has read enough.
+async fn tenants_into_a_closed_pipe(app: &TestApp, token: &str, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    // `output()` would replace stdout with a pipe of its own; `spawn()` keeps ours. The
+    // command, and with it our end of the pipe, is gone once the child runs.
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))
+        .args(args)
+        .env("TP_API_URL", &app.base)
+        .env("TP_TOKEN", token)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("cli finished")
+        .unwrap()
+}
+
+/// Output piped into a reader that stops early (`| head`) ends the CLI the quiet way a
+/// closed pipe ends `cat`: no panic, nothing on stderr, whatever the command prints.
+#[tokio::test]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let app = spawn_app().await;
+    let token = app.org("acme", "alice").await;
+    let created = app
+        .create(
+            "acme",
+            &token,
+            serde_json::json!({
+                "slug": "prod", "plan": "growth", "first_admin_email": "a@example.com"
+            }),
+        )
+        .await;
+    assert_eq!(created.status.as_u16(), 202, "{}", created.body);
+
+    for args in [
+        &["list", "--org", "acme"][..],
+        &["list", "--org", "acme", "-o", "json"],
+        &["get", "--org", "acme", "prod"],
+        &["events", "--org", "acme", "prod"],
+        &["events", "--org", "acme", "prod", "-o", "json"],
+        &["tokens", "list"],
+    ] {
+        let out = tenants_into_a_closed_pipe(&app, &token, args).await;
+        let stderr = text(&out.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        // Ended by SIGPIPE at its first write, as `cat` would be; a panic exits 101.
+        assert_eq!(out.status.signal(), Some(13), "{args:?}: {:?}", out.status);
+    }
+}
+
 /// Waits until the stored tenant is in `state`.
 async fn wait_for_state(app: &TestApp, org: &str, slug: &str, state: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -382,6 +382,7 @@ struct EventsArgs {
 
 /// Parses the command line and runs the command.
 pub async fn main() -> ExitCode {
+    die_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     run(cli).await.into()
 }
@@ -454,6 +455,19 @@ async fn run(cli: Cli) -> Outcome {
         Ok(()) => Outcome::Success,
         Err(err) => report(err),
     }
+}
+
+/// Lets a write to a closed pipe end the process silently, as it ends `cat` or `grep`:
+/// `tenants list -o json | head` must not panic when `head` stops reading. Rust ignores
+/// SIGPIPE, which turns such a write into an error that `println!` panics on. The API and
+/// the database are reached over TCP, whose writes never raise SIGPIPE (Rust sends with
+/// MSG_NOSIGNAL), so only stdout and stderr are concerned. (`bootstrap` given a database
+/// on a unix socket that closes mid-write would end the same quiet way.)
+fn die_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: the default disposition runs no code of ours in the handler, and nothing else
+    // in this process installs a SIGPIPE handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// Prints an error the way every command does: `error: <detail>`, then one line per field.
