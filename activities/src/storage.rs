@@ -2,11 +2,13 @@
 //!
 //! Owns creating, adopting and dropping that database and role on the storage server, and
 //! the connection URL handed to the workload. Both objects carry an ownership marker (a
-//! `COMMENT` naming the tenant id), so a retry adopts what this tenant made and nothing ever
-//! adopts or drops an object some other tenant or person made. Must never put the tenant's
-//! password in a log line, an error or a statement the server could log: the role's
-//! password is sent as a SCRAM verifier computed here, and statement logging is off on the
-//! admin pool. Recording the ledger and the audit feed is the caller's job.
+//! `COMMENT` naming the tenant id and the control plane that made them), so a retry adopts
+//! what this tenant made here and nothing ever adopts or drops an object some other tenant,
+//! person or control plane made: tenant ids depend only on (organisation, slug), so two
+//! control planes sharing one PostgreSQL server derive the same names. Must never put the
+//! tenant's password in a log line, an error or a statement the server could log: the
+//! role's password is sent as a SCRAM verifier computed here, and statement logging is off
+//! on the admin pool. Recording the ledger and the audit feed is the caller's job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub struct Storage {
     admin: PgPool,
     cfg: Arc<ActivitiesConfig>,
     store: tenant_store::Store,
+    /// This control plane's id in ownership markers (see [`platform_id`]).
+    platform: String,
 }
 
 /// Who an existing database object belongs to, judged from its ownership marker.
@@ -40,8 +44,20 @@ pub struct Storage {
 enum Claim {
     Absent,
     Ours,
+    /// Marked for this very tenant by another control plane on the same server, or by one
+    /// from before markers named their control plane; the string says which, for the
+    /// error message.
+    OtherPlatform(String),
     /// Made by someone else; the string says by whom, for the error message.
     Foreign(String),
+}
+
+/// An ownership marker read back from a `COMMENT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Marker {
+    tenant: Uuid,
+    /// `None` in markers written before they named their control plane.
+    platform: Option<String>,
 }
 
 impl Storage {
@@ -66,7 +82,19 @@ impl Storage {
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
-        Ok(Self { admin, cfg, store })
+        let platform = platform_id(&cfg.secret_key, &cfg.control_plane_url)?;
+        tracing::info!(platform = %platform, "tenant storage marked with this control plane's id");
+        Ok(Self {
+            admin,
+            cfg,
+            store,
+            platform,
+        })
+    }
+
+    /// This control plane's id, as its ownership markers name it.
+    pub fn platform_id(&self) -> &str {
+        &self.platform
     }
 
     /// Creates (or adopts) the tenant's role and database.
@@ -77,11 +105,19 @@ impl Storage {
     )]
     pub async fn allocate(&self, spec: &TenantSpec) -> StepResult<Allocation> {
         let names = &spec.names;
-        let marker = ownership_marker(spec.tenant_id());
+        let marker = self.marker(spec);
         let connection_limit = self.plan(&spec.request.plan).await?.db_connection_limit;
 
-        let role_adopted = match self.role_claim(&names.role, &marker).await? {
+        let role_adopted = match self.role_claim(spec).await? {
             Claim::Ours => true,
+            Claim::OtherPlatform(holder) => {
+                return Err(foreign_resource(
+                    "role",
+                    &names.role,
+                    &holder,
+                    &self.platform,
+                ));
+            }
             Claim::Foreign(holder) => return Err(name_taken("role", &names.role, &holder)),
             Claim::Absent => {
                 // One simple query is one transaction: the role never exists without its marker,
@@ -98,11 +134,16 @@ impl Storage {
         };
         self.set_role_password(spec, connection_limit).await?;
 
-        let db_adopted = match self
-            .database_claim(&names.database, &names.role, &marker)
-            .await?
-        {
+        let db_adopted = match self.database_claim(spec).await? {
             Claim::Ours => true,
+            Claim::OtherPlatform(holder) => {
+                return Err(foreign_resource(
+                    "database",
+                    &names.database,
+                    &holder,
+                    &self.platform,
+                ));
+            }
             Claim::Foreign(holder) => return Err(name_taken("database", &names.database, &holder)),
             Claim::Absent => {
                 // template0 cannot be busy, unlike template1 when someone is connected to it.
@@ -127,7 +168,8 @@ impl Storage {
     }
 
     /// Drops the tenant's database (ending its sessions) and role; what is already gone, or
-    /// belongs to someone else, is left alone.
+    /// belongs to someone else (another control plane included), is left alone: nothing of
+    /// this control plane's is there, so the release succeeds.
     #[tracing::instrument(
         name = "storage.release",
         skip_all,
@@ -135,13 +177,15 @@ impl Storage {
     )]
     pub async fn release(&self, spec: &TenantSpec) -> StepResult<()> {
         let names = &spec.names;
-        let marker = ownership_marker(spec.tenant_id());
 
-        match self
-            .database_claim(&names.database, &names.role, &marker)
-            .await?
-        {
+        match self.database_claim(spec).await? {
             Claim::Absent => {}
+            Claim::OtherPlatform(holder) => {
+                tracing::warn!(
+                    holder = %holder,
+                    "database with the tenant's name belongs to another control plane on this server; left in place"
+                );
+            }
             Claim::Foreign(holder) => {
                 tracing::warn!(
                     holder = %holder,
@@ -157,8 +201,14 @@ impl Storage {
             }
         }
 
-        match self.role_claim(&names.role, &marker).await? {
+        match self.role_claim(spec).await? {
             Claim::Absent => {}
+            Claim::OtherPlatform(holder) => {
+                tracing::warn!(
+                    holder = %holder,
+                    "role with the tenant's name belongs to another control plane on this server; left in place"
+                );
+            }
             Claim::Foreign(holder) => {
                 tracing::warn!(
                     holder = %holder,
@@ -201,7 +251,8 @@ impl Storage {
         ))
     }
 
-    /// True if the database or the role exists, whoever made it.
+    /// True if the database or the role exists, whoever made it (another control plane
+    /// included): a name that is taken, not a claim of ownership.
     pub async fn exists(&self, spec: &TenantSpec) -> StepResult<bool> {
         let found: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)
@@ -238,13 +289,13 @@ impl Storage {
 
     /// Sets the tenant role's connection limit to `connection_limit` when it differs, so a
     /// plan changed since the storage was allocated applies from the next deploy on.
-    /// Connections already open stay open. A role that is not this tenant's is left alone.
+    /// Connections already open stay open. A role that is not this tenant's is left alone;
+    /// one that another control plane made fails the step for good.
     pub async fn apply_connection_limit(
         &self,
         spec: &TenantSpec,
         connection_limit: i32,
     ) -> StepResult<()> {
-        let marker = ownership_marker(spec.tenant_id());
         let role = &spec.names.role;
         let found: Option<(Option<String>, i32)> = sqlx::query_as(
             "SELECT shobj_description(oid, 'pg_authid'), rolconnlimit FROM pg_roles
@@ -254,14 +305,19 @@ impl Storage {
         .fetch_optional(&self.admin)
         .await
         .map_err(|e| classify(e, "looking up the tenant role"))?;
-        let current = match found {
-            Some((comment, current)) if comment.as_deref() == Some(marker.as_str()) => current,
-            _ => {
+        let current = found.as_ref().map_or(0, |(_, current)| *current);
+        let comment = found.map(|(comment, _)| comment);
+        match role_claim(comment, spec.tenant_id(), &self.platform) {
+            Claim::Ours => {}
+            Claim::OtherPlatform(holder) => {
+                return Err(foreign_resource("role", role, &holder, &self.platform));
+            }
+            Claim::Absent | Claim::Foreign(_) => {
                 return Err(StepError::Transient(anyhow!(
                     "the tenant role {role} is missing or not this tenant's"
                 )));
             }
-        };
+        }
         if current == connection_limit {
             return Ok(());
         }
@@ -327,29 +383,39 @@ impl Storage {
         Ok(())
     }
 
-    async fn role_claim(&self, role: &str, marker: &str) -> StepResult<Claim> {
+    /// The marker this control plane puts on the tenant's role and database.
+    fn marker(&self, spec: &TenantSpec) -> String {
+        ownership_marker(spec.tenant_id(), &self.platform)
+    }
+
+    async fn role_claim(&self, spec: &TenantSpec) -> StepResult<Claim> {
         let found: Option<Option<String>> = sqlx::query_scalar(
             "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
         )
-        .bind(role)
+        .bind(&spec.names.role)
         .fetch_optional(&self.admin)
         .await
         .map_err(|e| classify(e, "looking up the tenant role"))?;
-        Ok(role_claim(found, marker))
+        Ok(role_claim(found, spec.tenant_id(), &self.platform))
     }
 
-    async fn database_claim(&self, database: &str, role: &str, marker: &str) -> StepResult<Claim> {
+    async fn database_claim(&self, spec: &TenantSpec) -> StepResult<Claim> {
         let found: Option<(Option<String>, String, Option<String>)> = sqlx::query_as(
             "SELECT shobj_description(d.oid, 'pg_database'),
                     pg_get_userbyid(d.datdba)::text,
                     (SELECT shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.oid = d.datdba)
              FROM pg_database d WHERE d.datname = $1",
         )
-        .bind(database)
+        .bind(&spec.names.database)
         .fetch_optional(&self.admin)
         .await
         .map_err(|e| classify(e, "looking up the tenant database"))?;
-        Ok(database_claim(found, role, marker))
+        Ok(database_claim(
+            found,
+            &spec.names.role,
+            spec.tenant_id(),
+            &self.platform,
+        ))
     }
 
     /// Runs one DDL statement over the simple protocol, so it is never kept as a prepared
@@ -363,16 +429,72 @@ impl Storage {
     }
 }
 
-/// The comment that marks a role or database as this tenant's.
-fn ownership_marker(tenant_id: Uuid) -> String {
-    format!("tenant:{tenant_id}")
+/// This control plane's id in ownership markers: the first 16 hex digits of
+/// HMAC-SHA256(platform secret, "platform:" + control-plane database name). Two control
+/// planes on one server have different databases, so their ids differ; one control plane
+/// keeps its id across restarts, however its URL spells host or user. Control planes on
+/// different servers whose databases have the same name differ only by their secrets: two
+/// of them sharing a secret too would share an id (a server identity in the input would fix
+/// that, at the price of ids changing when a server is moved).
+pub fn platform_id(secret_key: &[u8], control_plane_url: &str) -> anyhow::Result<String> {
+    let options: PgConnectOptions = control_plane_url
+        .parse()
+        .context("parsing the control-plane URL")?;
+    // Without a database in the URL, PostgreSQL connects to the one named like the user.
+    let database = options
+        .get_database()
+        .unwrap_or_else(|| options.get_username());
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret_key).expect("HMAC accepts any key length");
+    mac.update(b"platform:");
+    mac.update(database.as_bytes());
+    Ok(hex::encode(&mac.finalize().into_bytes()[..8]))
 }
 
-fn role_claim(found: Option<Option<String>>, marker: &str) -> Claim {
+/// The comment that marks a role or database as this tenant's, made by this control plane.
+fn ownership_marker(tenant_id: Uuid, platform: &str) -> String {
+    format!("tenant:{tenant_id} platform:{platform}")
+}
+
+/// Reads `tenant:<uuid> platform:<id>`, or the older `tenant:<uuid>`; anything else is no
+/// marker of ours.
+fn parse_marker(comment: &str) -> Option<Marker> {
+    let rest = comment.strip_prefix("tenant:")?;
+    let (tenant, platform) = match rest.split_once(' ') {
+        None => (rest, None),
+        Some((tenant, platform)) => {
+            let platform = platform.strip_prefix("platform:")?;
+            if platform.is_empty() || platform.contains(char::is_whitespace) {
+                return None;
+            }
+            (tenant, Some(platform.to_owned()))
+        }
+    };
+    let tenant = Uuid::try_parse(tenant).ok()?;
+    Some(Marker { tenant, platform })
+}
+
+/// Judges a marked object: ours only when it names this tenant and this control plane.
+fn marker_claim(comment: &str, tenant_id: Uuid, platform: &str) -> Claim {
+    match parse_marker(comment) {
+        Some(m) if m.tenant == tenant_id && m.platform.as_deref() == Some(platform) => Claim::Ours,
+        Some(Marker {
+            tenant,
+            platform: Some(other),
+        }) if tenant == tenant_id => Claim::OtherPlatform(format!("marked by platform {other}")),
+        Some(Marker {
+            tenant,
+            platform: None,
+        }) if tenant == tenant_id => Claim::OtherPlatform(
+            "marked without a platform: made before markers named their control plane".into(),
+        ),
+        _ => Claim::Foreign(format!("marked {comment:?}")),
+    }
+}
+
+fn role_claim(found: Option<Option<String>>, tenant_id: Uuid, platform: &str) -> Claim {
     match found {
         None => Claim::Absent,
-        Some(Some(comment)) if comment == marker => Claim::Ours,
-        Some(Some(comment)) => Claim::Foreign(format!("marked {comment:?}")),
+        Some(Some(comment)) => marker_claim(&comment, tenant_id, platform),
         // Our role gets its marker in the transaction that creates it.
         Some(None) => Claim::Foreign("no tenant marker".into()),
     }
@@ -382,21 +504,35 @@ fn role_claim(found: Option<Option<String>>, marker: &str) -> Claim {
 fn database_claim(
     found: Option<(Option<String>, String, Option<String>)>,
     role: &str,
-    marker: &str,
+    tenant_id: Uuid,
+    platform: &str,
 ) -> Claim {
     match found {
         None => Claim::Absent,
-        Some((Some(comment), _, _)) if comment == marker => Claim::Ours,
-        Some((Some(comment), _, _)) => Claim::Foreign(format!("marked {comment:?}")),
+        Some((Some(comment), _, _)) => marker_claim(&comment, tenant_id, platform),
         // CREATE DATABASE cannot share a transaction with its COMMENT: an attempt that died in
-        // between leaves an unmarked database owned by the tenant's own (marked) role.
-        Some((None, owner, owner_comment))
-            if owner == role && owner_comment.as_deref() == Some(marker) =>
-        {
-            Claim::Ours
+        // between leaves an unmarked database owned by the tenant's own role, which judges it.
+        Some((None, owner, Some(owner_comment))) if owner == role => {
+            match marker_claim(&owner_comment, tenant_id, platform) {
+                Claim::Foreign(_) => Claim::Foreign(format!("unmarked, owned by {owner}")),
+                claim => claim,
+            }
         }
         Some((None, owner, _)) => Claim::Foreign(format!("unmarked, owned by {owner}")),
     }
+}
+
+/// A tenant's role or database made by another control plane sharing this server: never
+/// adopted, so its data is never mixed with ours nor dropped by our release.
+fn foreign_resource(what: &str, name: &str, holder: &str, platform: &str) -> StepError {
+    StepError::permanent(
+        "ForeignResource",
+        format!(
+            "the {what} {name} was made for this tenant by another control plane on this PostgreSQL server \
+             ({holder}; this one is platform {platform}), which owns it; it is left untouched: \
+             manage the tenant from that control plane, or drop the database and role there if it is gone"
+        ),
+    )
 }
 
 fn name_taken(what: &str, name: &str, holder: &str) -> StepError {
@@ -511,45 +647,178 @@ mod tests {
         assert!(!verifier.contains("pencil"));
     }
 
+    const PLATFORM: &str = "0123456789abcdef";
+    const OTHER_PLATFORM: &str = "fedcba9876543210";
+
+    fn marker(tenant: u128, platform: &str) -> String {
+        ownership_marker(Uuid::from_u128(tenant), platform)
+    }
+
     #[test]
-    fn roles_are_ours_only_with_our_marker() {
-        let m = ownership_marker(Uuid::from_u128(1));
-        assert_eq!(role_claim(None, &m), Claim::Absent);
-        assert_eq!(role_claim(Some(Some(m.clone())), &m), Claim::Ours);
-        assert!(matches!(role_claim(Some(None), &m), Claim::Foreign(_)));
-        let other = ownership_marker(Uuid::from_u128(2));
+    fn markers_name_the_tenant_and_the_platform_and_read_back() {
+        let id = Uuid::parse_str("6f1c2b9e-52a4-5d0e-9b7a-0c1d2e3f4a5b").unwrap();
+        let written = ownership_marker(id, PLATFORM);
+        assert_eq!(
+            written,
+            "tenant:6f1c2b9e-52a4-5d0e-9b7a-0c1d2e3f4a5b platform:0123456789abcdef"
+        );
+        assert_eq!(
+            parse_marker(&written),
+            Some(Marker {
+                tenant: id,
+                platform: Some(PLATFORM.into())
+            })
+        );
+        // The format written before markers named their control plane.
+        assert_eq!(
+            parse_marker(&format!("tenant:{id}")),
+            Some(Marker {
+                tenant: id,
+                platform: None
+            })
+        );
+        for junk in [
+            "",
+            "precious",
+            "tenant:",
+            "tenant:not-a-uuid",
+            &format!("tenant:{id} "),
+            &format!("tenant:{id} platform:"),
+            &format!("tenant:{id} owner:{PLATFORM}"),
+            &format!("tenant:{id} platform:a b"),
+            &format!("Tenant:{id}"),
+        ] {
+            assert_eq!(parse_marker(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn platform_ids_differ_per_control_plane_database_and_secret() {
+        let key = [7u8; 32];
+        let id = platform_id(
+            &key,
+            "postgres://postgres@127.0.0.1:5432/tenant_provisioner",
+        )
+        .unwrap();
+        assert_eq!(id.len(), 16);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        // Stable for one control plane however its URL is spelled.
+        for same in [
+            "postgres://postgres@127.0.0.1:5432/tenant_provisioner",
+            "postgres://postgres:pw@localhost/tenant_provisioner?sslmode=disable",
+            "postgresql://other@[::1]:5433/tenant_provisioner",
+        ] {
+            assert_eq!(platform_id(&key, same).unwrap(), id, "{same}");
+        }
+        // Another control-plane database on the same server, or another secret, differs.
+        let other_db = platform_id(&key, "postgres://postgres@127.0.0.1:5432/other").unwrap();
+        let test_db = platform_id(&key, "postgres://postgres@127.0.0.1:5432/tp_test_1").unwrap();
+        let other_key = platform_id(
+            &[8u8; 32],
+            "postgres://postgres@127.0.0.1:5432/tenant_provisioner",
+        )
+        .unwrap();
+        assert_ne!(id, other_db);
+        assert_ne!(id, test_db);
+        assert_ne!(id, other_key);
+        // Without a database in the URL PostgreSQL uses the user's name; so does the id.
+        assert_eq!(
+            platform_id(&key, "postgres://other@127.0.0.1:5432").unwrap(),
+            platform_id(&key, "postgres://other@127.0.0.1:5432/other").unwrap()
+        );
+        assert!(platform_id(&key, "not a url").is_err());
+    }
+
+    #[test]
+    fn roles_are_ours_only_with_our_tenant_and_platform() {
+        let id = Uuid::from_u128(1);
+        let claim = |comment: Option<Option<String>>| role_claim(comment, id, PLATFORM);
+        assert_eq!(claim(None), Claim::Absent);
+        assert_eq!(claim(Some(Some(marker(1, PLATFORM)))), Claim::Ours);
+        assert!(matches!(claim(Some(None)), Claim::Foreign(_)));
         assert!(matches!(
-            role_claim(Some(Some(other)), &m),
+            claim(Some(Some(marker(2, PLATFORM)))),
+            Claim::Foreign(_)
+        ));
+        assert!(matches!(
+            claim(Some(Some("precious".into()))),
+            Claim::Foreign(_)
+        ));
+        // The same tenant made by another control plane, or by one from before markers
+        // named their platform, is another control plane's.
+        match claim(Some(Some(marker(1, OTHER_PLATFORM)))) {
+            Claim::OtherPlatform(holder) => assert!(holder.contains(OTHER_PLATFORM), "{holder}"),
+            other => panic!("expected OtherPlatform, got {other:?}"),
+        }
+        match claim(Some(Some(format!("tenant:{id}")))) {
+            Claim::OtherPlatform(holder) => assert!(holder.contains("without a platform")),
+            other => panic!("expected OtherPlatform, got {other:?}"),
+        }
+        // A legacy marker of another tenant is no claim on this tenant at all.
+        assert!(matches!(
+            claim(Some(Some(format!("tenant:{}", Uuid::from_u128(2))))),
             Claim::Foreign(_)
         ));
     }
 
     #[test]
-    fn an_unmarked_database_is_ours_only_when_our_marked_role_owns_it() {
-        let m = ownership_marker(Uuid::from_u128(1));
-        let other = ownership_marker(Uuid::from_u128(2));
-        assert_eq!(database_claim(None, "t_1", &m), Claim::Absent);
+    fn an_unmarked_database_is_judged_by_its_owner_role_when_that_is_the_tenant_role() {
+        let id = Uuid::from_u128(1);
+        let claim = |found| database_claim(Some(found), "t_1", id, PLATFORM);
+        let m = marker(1, PLATFORM);
+        assert_eq!(database_claim(None, "t_1", id, PLATFORM), Claim::Absent);
         assert_eq!(
-            database_claim(Some((Some(m.clone()), "postgres".into(), None)), "t_1", &m),
+            claim((Some(m.clone()), "postgres".into(), None)),
             Claim::Ours
         );
-        assert_eq!(
-            database_claim(Some((None, "t_1".into(), Some(m.clone()))), "t_1", &m),
-            Claim::Ours
-        );
+        assert_eq!(claim((None, "t_1".into(), Some(m.clone()))), Claim::Ours);
         for found in [
-            (Some(other.clone()), "t_1".into(), Some(m.clone())),
-            (None, "t_1".into(), Some(other)),
-            (None, "t_1".into(), None),
-            (None, "postgres".into(), None),
+            (
+                Some(marker(1, OTHER_PLATFORM)),
+                "t_1".into(),
+                Some(m.clone()),
+            ),
+            (Some(format!("tenant:{id}")), "t_1".into(), Some(m.clone())),
+            (None, "t_1".into(), Some(marker(1, OTHER_PLATFORM))),
+            (None, "t_1".into(), Some(format!("tenant:{id}"))),
         ] {
             assert!(
-                matches!(
-                    database_claim(Some(found.clone()), "t_1", &m),
-                    Claim::Foreign(_)
-                ),
+                matches!(claim(found.clone()), Claim::OtherPlatform(_)),
                 "{found:?}"
             );
         }
+        for found in [
+            (Some(marker(2, PLATFORM)), "t_1".into(), Some(m.clone())),
+            (None, "t_1".into(), Some(marker(2, PLATFORM))),
+            (None, "t_1".into(), None),
+            (None, "postgres".into(), None),
+            (None, "postgres".into(), Some(m.clone())),
+        ] {
+            assert!(
+                matches!(claim(found.clone()), Claim::Foreign(_)),
+                "{found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_foreign_resource_error_is_permanent_and_says_who_owns_it() {
+        let err = foreign_resource("database", "t_abc", "marked by platform fedc", PLATFORM);
+        assert_eq!(err.kind(), "ForeignResource");
+        assert!(matches!(err, StepError::Permanent { .. }));
+        let message = err.to_string();
+        assert!(message.contains("database t_abc"), "{message}");
+        assert!(
+            message.contains("another control plane on this PostgreSQL server"),
+            "{message}"
+        );
+        assert!(
+            message.contains("fedc") && message.contains(PLATFORM),
+            "{message}"
+        );
+        assert!(crate::temporal::PERMANENT_ERROR_TYPES.contains(&"ForeignResource"));
     }
 }

@@ -41,6 +41,7 @@ pub const PERMANENT_ERROR_TYPES: &[&str] = &[
     "RealmMissing",
     "InvitationMissing",
     "QuotaExceeded",
+    "ForeignResource",
 ];
 
 /// Everything the activities drive, shared by all of them.
