@@ -369,7 +369,11 @@ async fn storage_allocates_adopts_isolates_and_releases() {
     assert!(storage.exists(&spec).await.unwrap());
 
     // Ownership markers, owner and the free plan's connection limit.
-    let marker = format!("tenant:{}", spec.tenant_id());
+    let marker = format!(
+        "tenant:{} platform:{}",
+        spec.tenant_id(),
+        storage.platform_id()
+    );
     let (db_comment, owner): (Option<String>, String) = sqlx::query_as(
         "SELECT shobj_description(oid, 'pg_database'), pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
     )
@@ -547,6 +551,251 @@ async fn storage_refuses_and_keeps_objects_it_does_not_own() {
         "release dropped a database that belongs to someone else"
     );
     assert!(!role_left, "release left the tenant's own role behind");
+}
+
+/// What a tenant's role and database look like from the outside: their comments, the role's
+/// stored password verifier and connection limit, and the tables in the database.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    role_comment: Option<String>,
+    role_password: Option<String>,
+    role_limit: i32,
+    db_comment: Option<String>,
+    tables: Vec<String>,
+}
+
+async fn snapshot(admin: &PgPool, spec: &TenantSpec) -> Snapshot {
+    let (role_comment, role_password, role_limit): (Option<String>, Option<String>, i32) =
+        sqlx::query_as(
+            "SELECT shobj_description(oid, 'pg_authid'), rolpassword, rolconnlimit
+             FROM pg_authid WHERE rolname = $1",
+        )
+        .bind(&spec.names.role)
+        .fetch_one(admin)
+        .await
+        .expect("the role is still there");
+    let db_comment: Option<String> = sqlx::query_scalar(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+    )
+    .bind(&spec.names.database)
+    .fetch_one(admin)
+    .await
+    .expect("the database is still there");
+    let mut conn = PgConnection::connect(&format!("{PG}/{}", spec.names.database))
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT schemaname || '.' || tablename FROM pg_tables
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    Snapshot {
+        role_comment,
+        role_password,
+        role_limit,
+        db_comment,
+        tables,
+    }
+}
+
+/// Makes the tenant's role and database by hand, as another control plane on this server
+/// would, marked `marker`, with a table `precious` holding one row.
+async fn make_elsewhere(admin: &PgPool, spec: &TenantSpec, marker: &str) {
+    let (role, db) = (&spec.names.role, &spec.names.database);
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD 'the-other-stacks-password' CONNECTION LIMIT 7; \
+         COMMENT ON ROLE \"{role}\" IS '{marker}'"
+    ))
+    .execute(admin)
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!("CREATE DATABASE \"{db}\" OWNER \"{role}\""))
+        .execute(admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("COMMENT ON DATABASE \"{db}\" IS '{marker}'"))
+        .execute(admin)
+        .await
+        .unwrap();
+    let mut conn = PgConnection::connect(&format!("{PG}/{db}")).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE precious (id int); INSERT INTO precious VALUES (42)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Asserts that `err` is the permanent refusal of another control plane's resource, naming
+/// the tenant's database (the role has the same name) and never its password.
+fn assert_foreign(err: StepError, spec: &TenantSpec, cfg: &ActivitiesConfig, holder: &str) {
+    let password = secrets::derive(
+        &cfg.secret_key,
+        spec.tenant_id(),
+        spec.incarnation,
+        Purpose::DatabasePassword,
+    );
+    match err {
+        StepError::Permanent { kind, message } => {
+            assert_eq!(kind, "ForeignResource", "{message}");
+            assert!(message.contains(&spec.names.database), "{message}");
+            assert!(
+                message.contains("another control plane on this PostgreSQL server"),
+                "{message}"
+            );
+            assert!(message.contains(holder), "{message}");
+            assert!(!message.contains(password.expose()), "{message}");
+            assert!(!message.contains("the-other-stacks-password"), "{message}");
+        }
+        other => panic!("expected a permanent ForeignResource error, got {other:?}"),
+    }
+}
+
+/// A tenant's database and role made by another control plane sharing this server (the same
+/// organisation and slug give the same names), or by one from before markers named their
+/// control plane, are refused for good and left exactly as they were: not adopted, no
+/// password or limit changed, nothing installed next to their tables, and never dropped by
+/// a release or by a deploy's connection limit.
+#[tokio::test]
+async fn storage_never_adopts_or_drops_another_control_planes_tenant() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let storage = h.storage().await;
+
+    for (marker_of, holder) in [
+        (
+            Box::new(|id: uuid::Uuid| format!("tenant:{id} platform:00112233aabbccdd"))
+                as Box<dyn Fn(uuid::Uuid) -> String>,
+            "00112233aabbccdd",
+        ),
+        (
+            Box::new(|id: uuid::Uuid| format!("tenant:{id}")),
+            "without a platform",
+        ),
+    ] {
+        let spec = h.tenant("growth");
+        let marker = marker_of(spec.tenant_id());
+        make_elsewhere(&h.admin, &spec, &marker).await;
+        let before = snapshot(&h.admin, &spec).await;
+        assert_eq!(before.tables, ["public.precious"]);
+
+        let err = storage
+            .allocate(&spec)
+            .await
+            .expect_err("another control plane's storage must not be adopted");
+        assert_foreign(err, &spec, &h.cfg, holder);
+        assert_eq!(snapshot(&h.admin, &spec).await, before, "{marker}");
+
+        let err = storage
+            .apply_connection_limit(&spec, 20)
+            .await
+            .expect_err("another control plane's role must keep its limit");
+        assert_foreign(err, &spec, &h.cfg, holder);
+        assert_eq!(snapshot(&h.admin, &spec).await, before, "{marker}");
+
+        storage
+            .release(&spec)
+            .await
+            .expect("releasing what is not ours succeeds: nothing of ours is there");
+        assert_eq!(snapshot(&h.admin, &spec).await, before, "{marker}");
+        let mut conn = PgConnection::connect(&format!("{PG}/{}", spec.names.database))
+            .await
+            .unwrap();
+        let kept: i32 = sqlx::query_scalar("SELECT id FROM precious")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(kept, 42);
+        conn.close().await.unwrap();
+    }
+}
+
+/// Two control planes on one server (same secret, different control-plane databases) derive
+/// the same tenant names: the second refuses and keeps the first's storage, which the first
+/// still adopts and releases.
+#[tokio::test]
+async fn two_control_planes_on_one_server_keep_to_their_own_storage() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let ours = h.storage().await;
+    let mut other_cfg = (*h.cfg).clone();
+    other_cfg.control_plane_url = format!("{PG}/tp_other_{}", random_word(8));
+    let theirs = Storage::new(Arc::new(other_cfg.clone()), h.store.clone())
+        .await
+        .unwrap();
+    assert_ne!(ours.platform_id(), theirs.platform_id());
+    // One control plane keeps its id across restarts.
+    assert_eq!(ours.platform_id(), h.storage().await.platform_id());
+
+    let spec = h.tenant("free");
+    assert!(!ours.allocate(&spec).await.unwrap().adopted);
+    let mut conn = PgConnection::connect(ours.connection_url(&spec).expose())
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE orders (id int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let before = snapshot(&h.admin, &spec).await;
+
+    let err = theirs.allocate(&spec).await.unwrap_err();
+    assert_foreign(err, &spec, &other_cfg, ours.platform_id());
+    theirs.release(&spec).await.unwrap();
+    assert_eq!(snapshot(&h.admin, &spec).await, before);
+    sqlx::query("SELECT count(*) FROM orders")
+        .execute(&mut conn)
+        .await
+        .expect("the other control plane's release ended our session");
+
+    assert!(ours.allocate(&spec).await.unwrap().adopted);
+    ours.release(&spec).await.unwrap();
+    assert!(!ours.exists(&spec).await.unwrap());
+}
+
+/// The same control plane adopts its own storage on every retry, allocates afresh after a
+/// release, and adopts a database whose creation was cut off before it was marked.
+#[tokio::test]
+async fn storage_adopts_its_own_after_release_and_after_a_cut_off_creation() {
+    let _serial = one_at_a_time().await;
+    let h = Harness::new().await.unwrap();
+    let storage = h.storage().await;
+    let spec = h.tenant("free");
+
+    assert!(!storage.allocate(&spec).await.unwrap().adopted);
+    assert!(storage.allocate(&spec).await.unwrap().adopted);
+    storage.release(&spec).await.unwrap();
+    assert!(!storage.exists(&spec).await.unwrap());
+    assert!(!storage.allocate(&spec).await.unwrap().adopted);
+    assert!(storage.allocate(&spec).await.unwrap().adopted);
+    storage.apply_connection_limit(&spec, 9).await.unwrap();
+
+    // The database's marker is written after CREATE DATABASE: without it, the database is
+    // still ours when our marked role owns it, and allocation marks it.
+    sqlx::raw_sql(&format!(
+        "COMMENT ON DATABASE \"{}\" IS NULL",
+        spec.names.database
+    ))
+    .execute(&h.admin)
+    .await
+    .unwrap();
+    assert!(storage.allocate(&spec).await.unwrap().adopted);
+    let expected = format!(
+        "tenant:{} platform:{}",
+        spec.tenant_id(),
+        storage.platform_id()
+    );
+    let after = snapshot(&h.admin, &spec).await;
+    assert_eq!(after.db_comment.as_deref(), Some(expected.as_str()));
+    assert_eq!(after.role_comment.as_deref(), Some(expected.as_str()));
+    assert_eq!(
+        after.role_limit, 5,
+        "allocation applies the free plan's limit"
+    );
+
+    storage.release(&spec).await.unwrap();
+    assert!(!storage.exists(&spec).await.unwrap());
 }
 
 /// Two allocations racing for the same tenant never fail permanently, and a retry after the
