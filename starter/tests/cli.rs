@@ -126,6 +126,109 @@ async fn help_and_usage_errors() {
     assert_eq!(unknown.status.code(), Some(2));
 }
 
+/// The binary alone with the API, token and database settings in the environment, as a
+/// user who sourced `.stack/env` has them: for usage lines.
+async fn tenants_configured(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))
+        .args(args)
+        .env("TP_API_URL", "http://127.0.0.1:9")
+        .env("TP_TOKEN", "tp_not_a_real_token")
+        .env("TP_DATABASE_URL", "postgres://127.0.0.1:9/none")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// The `Usage:` line of a usage error.
+fn usage_line(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    stderr
+        .lines()
+        .find(|l| l.starts_with("Usage: "))
+        .unwrap_or_else(|| panic!("no usage line in {stderr}"))
+        .to_owned()
+}
+
+/// A usage error shows only what the command requires: settings that have a default or
+/// come from the environment (`--api-url`, `--token`, `--database-url`) are not listed as
+/// if they were missing, and `bootstrap`, which talks to the database, takes no API
+/// options at all.
+#[tokio::test]
+async fn usage_lines_list_only_required_arguments() {
+    let out = tenants_configured(&[
+        "create",
+        "--org",
+        "demo",
+        "--plan",
+        "growth",
+        "--first-admin",
+        "a@example.com",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        usage_line(&out),
+        "Usage: tenants create --org <ORG> --plan <PLAN> --first-admin <EMAIL> <--slug <SLUG>|SLUG>"
+    );
+    let out = tenants_configured(&["create", "--org", "demo", "production"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        usage_line(&out),
+        "Usage: tenants create --org <ORG> --plan <PLAN> --first-admin <EMAIL> <--slug <SLUG>|SLUG>"
+    );
+    let out = tenants_configured(&["get", "production"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        usage_line(&out),
+        "Usage: tenants get --org <ORG> <--slug <SLUG>|SLUG>"
+    );
+
+    let out = tenants_configured(&["bootstrap"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        usage_line(&out),
+        "Usage: tenants bootstrap <--org <ORG>|--operator <OPERATOR>>"
+    );
+    let help = text(&tenants_configured(&["bootstrap", "--help"]).await.stdout);
+    assert!(help.contains("--database-url <URL>"), "{help}");
+    assert!(
+        !help.contains("--token") && !help.contains("--api-url"),
+        "{help}"
+    );
+    for args in [
+        &["bootstrap", "--operator", "ops", "--token", "x"][..],
+        &["--token", "x", "bootstrap", "--operator", "ops"],
+        &[
+            "--api-url",
+            "http://127.0.0.1:9",
+            "bootstrap",
+            "--operator",
+            "ops",
+        ],
+    ] {
+        let out = tenants_configured(args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+
+    // Without the environment, the missing setting is named with where it may come from.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))
+        .args(["bootstrap", "--operator", "ops"])
+        .env_remove("TP_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "error: no control-plane database URL; pass --database-url or set TP_DATABASE_URL"
+    );
+}
+
 /// Runs the CLI with its stdout on a pipe nobody reads any more, as `tenants … | head`
 /// leaves it once `head` has read enough.
 async fn tenants_into_a_closed_pipe(app: &TestApp, token: &str, args: &[&str]) -> Output {

@@ -12,13 +12,13 @@ use tenant_domain::{TenantRequest, validate};
 use tenant_store::Store;
 use tenant_store::access::IssuedToken;
 
-use super::{BootstrapArgs, Outcome, token_file};
+use super::{BootstrapArgs, Outcome, env_value, token_file};
 
 /// Longest principal name; it appears as the actor in every audit entry.
 const MAX_PRINCIPAL_NAME: usize = 64;
 const MAX_ORG_NAME: usize = 200;
 
-pub(super) async fn bootstrap(args: BootstrapArgs) -> Outcome {
+pub(super) async fn bootstrap(args: &BootstrapArgs) -> Outcome {
     match run(args).await {
         Ok(()) => Outcome::Success,
         Err(err) => {
@@ -28,7 +28,7 @@ pub(super) async fn bootstrap(args: BootstrapArgs) -> Outcome {
     }
 }
 
-async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
+async fn run(args: &BootstrapArgs) -> anyhow::Result<()> {
     // Check everything before touching the database.
     match (&args.org, &args.owner, &args.operator) {
         (Some(org), Some(owner), None) => {
@@ -43,8 +43,14 @@ async fn run(args: BootstrapArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("pass either --org <slug> --owner <name>, or --operator <name>"),
     }
+    let database_url = args
+        .database_url
+        .clone()
+        .filter(|url| !url.trim().is_empty())
+        .or_else(|| env_value("TP_DATABASE_URL"))
+        .context("no control-plane database URL; pass --database-url or set TP_DATABASE_URL")?;
 
-    let store = Store::connect(&args.database_url, 2).await?;
+    let store = Store::connect(&database_url, 2).await?;
     let (principal, token) = match (&args.org, &args.owner, &args.operator) {
         (Some(org), Some(owner), None) => {
             let org_name = args.org_name.as_deref().unwrap_or(org);

@@ -18,7 +18,7 @@ mod tokens;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tenant_domain::{EmailKind, LifecycleAction};
 
 pub use client::{ApiClient, ClientError};
@@ -88,26 +88,9 @@ Exit status:
     after_help = AFTER_HELP
 )]
 pub struct Cli {
-    /// Base URL of the Tenant Provisioner API
-    #[arg(
-        long,
-        env = "TP_API_URL",
-        hide_env_values = true,
-        default_value = "http://127.0.0.1:8080",
-        global = true,
-        help_heading = "Global options"
-    )]
-    api_url: String,
-
-    /// API token; without one, ~/.config/tenant-provisioner/token is read
-    #[arg(
-        long,
-        env = "TP_TOKEN",
-        hide_env_values = true,
-        global = true,
-        help_heading = "Global options"
-    )]
-    token: Option<String>,
+    /// Where the API is and the token to call it with, given before the command
+    #[command(flatten)]
+    api: TopApiOptions,
 
     /// How data written to stdout is formatted
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Table, global = true, help_heading = "Global options")]
@@ -115,6 +98,39 @@ pub struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where the API listens unless --api-url or TP_API_URL says otherwise.
+const DEFAULT_API_URL: &str = "http://127.0.0.1:8080";
+
+// The API options are resolved here rather than with clap's `env`: clap counts a value
+// from the environment as typed, and then prints it in every usage line as if it were
+// required (`Usage: tenants create … --api-url <URL> --token <TOKEN> …`). They are not
+// global either, so that `bootstrap`, which talks to the database, does not take them.
+
+/// The API options as given before the command (`tenants --token … list`).
+#[derive(Args)]
+struct TopApiOptions {
+    /// Base URL of the Tenant Provisioner API [env: TP_API_URL] [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL", help_heading = "API options")]
+    api_url: Option<String>,
+
+    /// API token [env: TP_TOKEN]; without one, ~/.config/tenant-provisioner/token is read
+    #[arg(long, help_heading = "API options")]
+    token: Option<String>,
+}
+
+/// The API options as given after the command (`tenants list --token …`); they win over
+/// those given before it.
+#[derive(Args)]
+struct ApiOptions {
+    /// Base URL of the Tenant Provisioner API [env: TP_API_URL] [default: http://127.0.0.1:8080]
+    #[arg(long, value_name = "URL", global = true, help_heading = "API options")]
+    api_url: Option<String>,
+
+    /// API token [env: TP_TOKEN]; without one, ~/.config/tenant-provisioner/token is read
+    #[arg(long, global = true, help_heading = "API options")]
+    token: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -225,9 +241,9 @@ struct BootstrapArgs {
     #[arg(long)]
     operator: Option<String>,
 
-    /// Control-plane database URL
-    #[arg(long, env = "TP_DATABASE_URL", hide_env_values = true)]
-    database_url: String,
+    /// Control-plane database URL [env: TP_DATABASE_URL]
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
 
     /// Also write the token to ~/.config/tenant-provisioner/token (mode 0600)
     #[arg(long)]
@@ -262,6 +278,9 @@ struct CreateArgs {
     /// Seconds to wait for the tenant to become active or failed
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
+
+    #[command(flatten)]
+    api: ApiOptions,
 }
 
 /// The tenant a command is about: `--slug <SLUG>`, or the slug alone, as a convenience.
@@ -295,6 +314,9 @@ struct TenantArgs {
 
     #[command(flatten)]
     tenant: TenantSlug,
+
+    #[command(flatten)]
+    api: ApiOptions,
 }
 
 #[derive(Args)]
@@ -313,6 +335,9 @@ struct ActionArgs {
     /// Seconds to wait for the action's outcome (its stable state, or its email)
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
+
+    #[command(flatten)]
+    api: ApiOptions,
 }
 
 #[derive(Args)]
@@ -359,6 +384,9 @@ struct ListArgs {
     /// decommissioning, decommissioned)
     #[arg(long)]
     state: Option<String>,
+
+    #[command(flatten)]
+    api: ApiOptions,
 }
 
 #[derive(Args)]
@@ -378,6 +406,9 @@ struct EventsArgs {
     /// object per line
     #[arg(long, short)]
     follow: bool,
+
+    #[command(flatten)]
+    api: ApiOptions,
 }
 
 /// Parses the command line and runs the command.
@@ -389,12 +420,25 @@ pub async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Outcome {
     let format = cli.output;
-    if let Command::Bootstrap(args) = cli.command {
+    if let Command::Bootstrap(args) = &cli.command {
+        if cli.api.api_url.is_some() || cli.api.token.is_some() {
+            Cli::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "bootstrap talks to the control-plane database, not the API: it takes \
+                     --database-url (or TP_DATABASE_URL), not --api-url or --token",
+                )
+                .exit();
+        }
         return bootstrap::bootstrap(args).await;
     }
-    let token = match cli
-        .token
+    let (api_url, token) = cli.api_options().unwrap_or_default();
+    let api_url = api_url
+        .or_else(|| env_value("TP_API_URL"))
+        .unwrap_or_else(|| DEFAULT_API_URL.to_owned());
+    let token = match token
         .filter(|t| !t.trim().is_empty())
+        .or_else(|| env_value("TP_TOKEN"))
         .or_else(read_token_file)
     {
         Some(token) => token,
@@ -409,9 +453,9 @@ async fn run(cli: Cli) -> Outcome {
         }
     };
     if let Command::Tokens(args) = cli.command {
-        return tokens::tokens(&cli.api_url, token, args, format).await;
+        return tokens::tokens(&api_url, token, args, format).await;
     }
-    let client = match ApiClient::new(&cli.api_url, token) {
+    let client = match ApiClient::new(&api_url, token) {
         Ok(client) => client,
         Err(err) => return report(err),
     };
@@ -470,6 +514,31 @@ fn die_quietly_on_a_closed_pipe() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+impl Cli {
+    /// The API URL and token given on the command line, after the command or else before
+    /// it; `None` for `bootstrap`, which does not call the API.
+    fn api_options(&self) -> Option<(Option<String>, Option<String>)> {
+        let api = match &self.command {
+            Command::Bootstrap(_) => return None,
+            Command::Tokens(args) => &args.api,
+            Command::Create(args) => &args.api,
+            Command::Get(args) => &args.api,
+            Command::List(args) => &args.api,
+            Command::Events(args) => &args.api,
+            Command::Retry(args)
+            | Command::Decommission(args)
+            | Command::Suspend(args)
+            | Command::Resume(args)
+            | Command::ReissueInvitation(args) => &args.api,
+            Command::ResendEmail(args) => &args.action.api,
+        };
+        Some((
+            api.api_url.clone().or_else(|| self.api.api_url.clone()),
+            api.token.clone().or_else(|| self.api.token.clone()),
+        ))
+    }
+}
+
 /// Prints an error the way every command does: `error: <detail>`, then one line per field.
 fn report(err: ClientError) -> Outcome {
     eprintln!("error: {err}");
@@ -495,6 +564,11 @@ pub fn token_file() -> Option<PathBuf> {
     Some(base.join("tenant-provisioner").join("token"))
 }
 
+/// An environment variable's value, when it is set to something other than blanks.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 fn read_token_file() -> Option<String> {
     let text = std::fs::read_to_string(token_file()?).ok()?;
     let token = text.trim();
@@ -504,7 +578,6 @@ fn read_token_file() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn command_line_is_consistent() {
@@ -527,6 +600,48 @@ mod tests {
         assert!(parse(&["--org", "acme"]).is_err());
         assert!(parse(&[]).is_err());
         assert!(parse(&["--org", "acme", "--owner", "alice", "--operator", "ops"]).is_err());
+    }
+
+    #[test]
+    fn api_options_go_before_or_after_the_command_but_not_to_bootstrap() {
+        let given = |args: &[&str]| {
+            Cli::try_parse_from([&["tenants"], args].concat())
+                .unwrap()
+                .api_options()
+        };
+        let some = |url: Option<&str>, token: Option<&str>| {
+            Some((url.map(str::to_owned), token.map(str::to_owned)))
+        };
+        let list = ["list", "--org", "acme"];
+        assert_eq!(given(&list), some(None, None));
+        assert_eq!(
+            given(&[&["--token", "a"][..], &list].concat()),
+            some(None, Some("a"))
+        );
+        assert_eq!(
+            given(&[&list[..], &["--token", "b"]].concat()),
+            some(None, Some("b"))
+        );
+        assert_eq!(
+            given(&[&["--token", "a"][..], &list, &["--token", "b"]].concat()),
+            some(None, Some("b")),
+            "the one after the command wins"
+        );
+        assert_eq!(
+            given(&["tokens", "--api-url", "http://x", "list", "--token", "c"]),
+            some(Some("http://x"), Some("c"))
+        );
+        assert_eq!(given(&["bootstrap", "--operator", "ops"]), None);
+
+        for option in ["--token", "--api-url"] {
+            let err =
+                Cli::try_parse_from(["tenants", "bootstrap", "--operator", "ops", option, "x"]);
+            assert_eq!(
+                err.err().map(|e| e.kind()),
+                Some(clap::error::ErrorKind::UnknownArgument),
+                "{option}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::api::tokens::{
 pub(super) struct TokensArgs {
     #[command(subcommand)]
     command: TokensCommand,
+
+    #[command(flatten)]
+    pub(super) api: super::ApiOptions,
 }
 
 #[derive(Subcommand)]
