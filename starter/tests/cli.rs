@@ -10,10 +10,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use tenant_store::access::Role;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use uuid::Uuid;
 
-use support::{TestApp, spawn_app, spawn_app_with, spawn_app_with_worker};
+use support::{TestApp, spawn_app, spawn_app_with};
 
 /// A config directory of its own, so no real saved token is read or overwritten.
 struct ConfigDir(PathBuf);
@@ -461,12 +461,17 @@ async fn create_refuses_bad_input_locally() {
     assert!(text(&no_token.stderr).contains("no API token"));
 }
 
-/// `create` follows the live feed until the tenant is active and prints its URL; the reads
-/// show it; then every lifecycle action follows the feed to its stable state, refusals
-/// exit 1 with the workflow's reason, and `events --follow` prints events as they happen.
+/// `create` follows the live feed until the tenant is active and prints its URL; the same
+/// request again follows only the rest of the run in progress, and once the tenant is
+/// active only says it exists; the reads show it; then every lifecycle action follows the
+/// feed to its stable state, refusals exit 1 with the workflow's reason, and
+/// `events --follow` prints events as they happen.
 #[tokio::test(flavor = "multi_thread")]
 async fn create_and_lifecycle_actions_follow_the_saga() {
-    let app = spawn_app_with_worker().await;
+    let app = spawn_app_with(Default::default(), false).await;
+    // Deploy is held a few seconds, so that a repeated create finds the run in progress.
+    app.stack.set_worker_env("TP_SLOW_PHASE", "deploy:3000");
+    app.stack.start_worker().await.unwrap();
     let config = ConfigDir::new();
     let org = app.stack.org.clone();
     let token = app.org(&org, "alice").await;
@@ -479,36 +484,90 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
             tenants(app, config, Some(&token), &args).await
         }
     };
+    let url = format!(
+        "https://prod-{org}.tenants.localhost:{}",
+        app.stack.ports.public_https
+    );
+    let create = vec![
+        "create",
+        "--org",
+        &org,
+        "--slug",
+        "prod",
+        "--plan",
+        "growth",
+        "--first-admin",
+        "a@example.com",
+        "--timeout",
+        "180",
+    ];
 
-    let out = run(
-        vec![
-            "create",
-            "--org",
-            &org,
-            "--slug",
-            "prod",
-            "--plan",
-            "growth",
-            "--first-admin",
-            "a@example.com",
-            "--timeout",
-            "180",
-        ],
-        token.clone(),
-    )
-    .await;
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        text(&out.stdout).trim(),
-        format!(
-            "https://prod-{org}.tenants.localhost:{}",
-            app.stack.ports.public_https
-        )
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))
+        .args(&create)
+        .env("TP_API_URL", &app.base)
+        .env("TP_TOKEN", &token)
+        .env("XDG_CONFIG_HOME", &config.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut first_stdout = first.stdout.take().unwrap();
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let deploying = line.contains("deploy started");
+            seen.push(line);
+            if deploying {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("deploy never started: {seen:#?}"));
+
+    // The same request while the first run deploys: only what happens from now on.
+    let again = run(create.clone(), token.clone()).await;
+    let stderr = text(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "✓ tenant {org}/prod was already requested and is provisioning; following the \
+             run already in progress"
+        )),
+        "{stderr}"
     );
     assert!(
-        stderr.contains(&format!("✓ request accepted: {org}/prod")),
+        !stderr.contains("validate") && !stderr.contains("allocate_storage"),
+        "the run so far is not replayed: {stderr}"
+    );
+    assert!(stderr.contains("✓ mark_active completed"), "{stderr}");
+    assert_eq!(text(&again.stdout).trim(), url);
+
+    let status = tokio::time::timeout(Duration::from_secs(180), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line);
+        }
+        first.wait().await.unwrap()
+    })
+    .await
+    .expect("the first create settles");
+    let stderr = seen.join("\n");
+    assert!(status.success(), "{stderr}");
+    let mut stdout = String::new();
+    first_stdout.read_to_string(&mut stdout).await.unwrap();
+    assert_eq!(stdout.trim(), url);
+    assert!(
+        stderr.contains(&format!(
+            "✓ request accepted: {org}/prod on plan growth (incarnation 1)"
+        )),
         "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("request accepted").count(),
+        1,
+        "said once: {stderr}"
     );
     assert!(
         stderr.contains("… validate started (attempt 1)"),
@@ -524,6 +583,22 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
         !stderr.contains("polling"),
         "the live feed was used: {stderr}"
     );
+
+    // Once it is active, a repeat only says so, and prints the URL as the first did.
+    let settled = run(create.clone(), token.clone()).await;
+    let stderr = text(&settled.stderr);
+    assert!(settled.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "✓ tenant {org}/prod already exists and is active at {url}; nothing new was started"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("(attempt") && !stderr.contains("completed"),
+        "no phase is shown: {stderr}"
+    );
+    assert_eq!(text(&settled.stdout).trim(), url);
 
     // Reads: a table, JSON, the list and the feed.
     let got = run(vec!["get", "--org", &org, "--slug", "prod"], token.clone()).await;
@@ -785,7 +860,16 @@ async fn failures_and_timeouts_are_reported() {
     assert!(no_wait.status.success());
     let value: serde_json::Value = serde_json::from_slice(&no_wait.stdout).expect("json output");
     assert_eq!(value["slug"], "stuck");
-    assert!(text(&no_wait.stderr).contains("already requested"));
+    // Still provisioning, or already failed by now: either way it is named as a repeat.
+    let stderr = text(&no_wait.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "✓ tenant {org}/stuck was already requested and is "
+        )) || stderr.contains(&format!(
+            "✗ tenant {org}/stuck already exists and is failed"
+        )),
+        "{stderr}"
+    );
 
     // ctrl-c while following: exit 130, the saga carries on.
     let mut following = tokio::process::Command::new(env!("CARGO_BIN_EXE_tenants"))

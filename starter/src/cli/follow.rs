@@ -23,7 +23,8 @@ const POLL_PAGE: u32 = 500;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Goal {
     /// `create`: until the stored state of the tenant leaves `provisioning`/`compensating`.
-    /// Only events of `incarnation` are printed.
+    /// Only events of `incarnation` are printed, and not its `request_accepted`: `create`
+    /// has said that already, from the API's answer.
     Provisioned { incarnation: i32 },
     /// An action accepted while the tenant was `from`: until an event after it shows
     /// `target`, or shows `failed` (or `decommissioned`, when that is not the target) after
@@ -83,7 +84,9 @@ impl Tracker {
 
     fn shows(&self, event: &EventView) -> bool {
         match &self.goal {
-            Goal::Provisioned { incarnation } => event.incarnation == *incarnation,
+            Goal::Provisioned { incarnation } => {
+                event.incarnation == *incarnation && event.kind != "request_accepted"
+            }
             Goal::Action { .. } | Goal::OperatorEmail => true,
         }
     }
@@ -127,13 +130,18 @@ impl Tracker {
     /// For [`Goal::Provisioned`]: whether the stored tenant has settled, and how.
     fn stored(&self, detail: &TenantDetail) -> Option<bool> {
         match &self.goal {
-            Goal::Provisioned { .. } if !in_flight(&detail.tenant.state) => Some(matches!(
-                detail.tenant.state.as_str(),
-                "active" | "suspended"
-            )),
+            Goal::Provisioned { .. } if !in_flight(&detail.tenant.state) => {
+                Some(provisioned(&detail.tenant.state))
+            }
             _ => None,
         }
     }
+}
+
+/// Whether a tenant that has settled in `state` counts as provisioned: it exists and can
+/// serve (a suspended tenant serves again once resumed).
+pub(super) fn provisioned(state: &str) -> bool {
+    matches!(state, "active" | "suspended")
 }
 
 /// States the saga passes through on its way to a stable one.
@@ -415,5 +423,19 @@ mod tests {
         other.incarnation = 2;
         assert_eq!(create.observe(&other), Verdict::Continue);
         assert!(!create.shows(&other));
+    }
+
+    #[test]
+    fn create_shows_the_request_accepted_once() {
+        let create = Tracker::new(Goal::Provisioned { incarnation: 1 });
+        let mut accepted = event("provisioning");
+        accepted.kind = "request_accepted".into();
+        assert!(
+            !create.shows(&accepted),
+            "create prints its own acceptance line"
+        );
+        assert!(create.shows(&event("provisioning")));
+        // A retry's feed is not create's: its lines all show.
+        assert!(action("failed", "active").shows(&accepted));
     }
 }
