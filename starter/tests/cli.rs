@@ -624,6 +624,14 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
         "{}",
         text(&listed.stdout)
     );
+    // Both lists are shaped like the API's list answers.
+    let json_of = |out: Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).expect("json output")
+    };
+    let tenants = json_of(run(vec!["list", "--org", &org, "-o", "json"], token.clone()).await);
+    assert_eq!(tenants["items"][0]["slug"], "prod", "{tenants}");
+    let tokens = json_of(run(vec!["tokens", "list", "-o", "json"], token.clone()).await);
+    assert!(tokens["items"].is_array(), "{tokens}");
     let events = run(
         vec!["events", "--org", &org, "--slug", "prod"],
         token.clone(),

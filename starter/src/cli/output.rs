@@ -166,7 +166,9 @@ pub(super) async fn list(
         }
     }
     match format {
-        OutputFormat::Json => print_json(&serde_json::Value::Array(raw_items)),
+        // Shaped like the API's list answers (`{"items": [...]}`, as `tokens list` prints
+        // them), with every page in one list.
+        OutputFormat::Json => print_json(&serde_json::json!({ "items": raw_items })),
         OutputFormat::Table => print_table(
             &["SLUG", "STATE", "PHASE", "PLAN", "URL", "UPDATED"],
             items
