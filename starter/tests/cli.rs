@@ -753,6 +753,25 @@ async fn create_and_lifecycle_actions_follow_the_saga() {
     assert!(followed.iter().all(|id| *id > last), "{followed:?}");
     follower.kill().await.unwrap();
 
+    // The feed's table names who acted: the saga, or the person who asked.
+    let table = text(
+        &run(vec!["events", "--org", &org, "prod"], token.clone())
+            .await
+            .stdout,
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("  saga          • tenant is active")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains("  alice         • tenant resumed")),
+        "{table}"
+    );
+
     // decommission without waiting, then with nothing left to act on.
     let accepted = run(
         vec![

@@ -276,14 +276,30 @@ fn print_event(event: &EventView, format: OutputFormat) {
         OutputFormat::Json => {
             println!("{}", serde_json::to_string(event).unwrap_or_default());
         }
-        OutputFormat::Table => println!(
-            "{:>6}  {}  #{}  {}",
-            event.id,
-            event.at.format("%Y-%m-%d %H:%M:%S"),
-            event.incarnation,
-            event_line(event)
-        ),
+        OutputFormat::Table => println!("{}", event_row(event)),
     }
+}
+
+/// Widest actor shown in the feed's table; longer names are cut with `…`. Wide enough for
+/// `saga` and most principal names, narrow enough to keep the event line on screen.
+const ACTOR_WIDTH: usize = 12;
+
+/// One row of `tenants events`: id, time, incarnation, who acted, what happened. Rows are
+/// printed as they arrive (`--follow`), so the columns have fixed widths.
+fn event_row(event: &EventView) -> String {
+    let actor = if event.actor.chars().count() > ACTOR_WIDTH {
+        let cut: String = event.actor.chars().take(ACTOR_WIDTH - 1).collect();
+        format!("{cut}…")
+    } else {
+        event.actor.clone()
+    };
+    format!(
+        "{:>6}  {}  #{}  {actor:<ACTOR_WIDTH$}  {}",
+        event.id,
+        event.at.format("%Y-%m-%d %H:%M:%S"),
+        event.incarnation,
+        event_line(event)
+    )
 }
 
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
@@ -334,6 +350,26 @@ pub(super) fn test_event(
 mod tests {
     use super::test_event as event;
     use super::*;
+
+    #[test]
+    fn event_rows_name_the_actor_in_a_narrow_column() {
+        let mut resumed = event("resumed", None, None, "resume requested by alice");
+        resumed.id = 42;
+        resumed.actor = "alice".into();
+        resumed.at = "2026-12-03T16:30:00Z".parse().unwrap();
+        assert_eq!(
+            event_row(&resumed),
+            "    42  2026-12-03 16:30:00  #1  alice         • resume requested by alice"
+        );
+        resumed.actor = "operations-team-on-call".into();
+        assert!(
+            event_row(&resumed).contains("  #1  operations-…  • resume"),
+            "{}",
+            event_row(&resumed)
+        );
+        resumed.actor = "saga".into();
+        assert!(event_row(&resumed).contains("  #1  saga          • resume"));
+    }
 
     #[test]
     fn event_lines_read_like_progress() {
