@@ -145,6 +145,43 @@ async fn suspend_resume_decommission_and_provision_again() -> anyhow::Result<()>
         "{refused:#}"
     );
 
+    // Signals whose input is no lifecycle request are recorded and ignored; the workflow
+    // goes on taking actions.
+    for input in [r#"{"action":"Resume","actor":"alice"}"#, r#""garbage""#] {
+        stack
+            .temporal_cli(&[
+                "workflow",
+                "signal",
+                "--workflow-id",
+                &workflow_id,
+                "--name",
+                "lifecycle",
+                "--input",
+                input,
+            ])
+            .await?;
+    }
+    let feed = wait_for_feed(&stack, "portal", Duration::from_secs(30), |feed| {
+        feed.iter()
+            .filter(|e| e["kind"] == "action_refused")
+            .count()
+            >= 2
+    })
+    .await?;
+    let refused: Vec<&str> = feed
+        .iter()
+        .filter(|e| e["kind"] == "action_refused")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        refused[0].contains("unknown variant `Resume`"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].contains("not a lifecycle request"),
+        "{refused:?}"
+    );
+
     temporal_update(&stack, &workflow_id, "suspend").await?;
     stack
         .wait_for_state("portal", "suspended", Duration::from_secs(30))

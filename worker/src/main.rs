@@ -14,6 +14,7 @@ use temporalio_client::{
     Client, ClientOptions, Connection, WorkflowSignalOptions,
     envconfig::LoadClientConfigProfileOptions,
 };
+use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tenant_activities::{ActivitiesConfig, temporal::TenantActivities};
 use tenant_domain::{TASK_QUEUE, TenantState};
@@ -190,7 +191,7 @@ async fn reconcile_workloads(client: Client, store: Store) {
         match handle
             .signal(
                 ProvisionTenant::ensure_running_signal,
-                (),
+                RawValue::empty(),
                 WorkflowSignalOptions::default(),
             )
             .await

@@ -11,6 +11,7 @@ use std::{collections::VecDeque, time::Duration};
 
 use temporalio_common::{
     ActivityDefinition, RetryPolicy,
+    data_converters::RawValue,
     error::{ActivityExecutionError, IncomingError},
     search_attributes::SearchAttributeKey,
 };
@@ -56,8 +57,9 @@ pub struct ProvisionTenant {
     emails: Vec<EmailOutcome>,
     /// Accepted lifecycle actions not yet carried out.
     pending: VecDeque<LifecycleRequest>,
-    /// Signals refused because of the tenant's state, to be written to the audit feed.
-    refused_signals: VecDeque<(LifecycleRequest, String)>,
+    /// Signals refused (unreadable, or not fitting the tenant's state), to be written to
+    /// the audit feed.
+    refused_signals: VecDeque<RefusedSignal>,
     /// Numbers workflow-level audit entries, so a retried write lands once.
     event_seq: u32,
     /// A worker asked that the tenant's service be brought back if it is not running.
@@ -256,25 +258,87 @@ impl ProvisionTenant {
     /// Sent by a worker at start-up for every active or suspended tenant: brings the
     /// tenant's service back if the host lost it. Harmless when it runs.
     #[signal(name = "ensure_running")]
-    pub fn ensure_running_signal(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _input: ()) {
+    pub fn ensure_running_signal(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        // Whatever was sent along is ignored; a typed input that failed to decode would
+        // fail every workflow task from then on.
+        _input: RawValue,
+    ) {
         if matches!(self.state, TenantState::Active | TenantState::Suspended) {
             self.ensure_running = true;
         }
     }
 
     /// The same actions as a signal, for the Web UI and the Temporal CLI. A signal cannot be
-    /// refused, so one that does not fit the state is recorded in the audit feed and ignored.
+    /// refused, so one that does not fit the state, or whose input is not a lifecycle
+    /// request at all, is recorded in the audit feed and ignored. The input is read here
+    /// rather than by the SDK: a typed input that failed to decode would fail every workflow
+    /// task from then on (the signal stays in the history), and no action could reach the
+    /// tenant again.
     #[signal(name = "lifecycle")]
-    pub fn lifecycle_signal(
-        &mut self,
-        _ctx: &mut SyncWorkflowContext<Self>,
-        request: LifecycleRequest,
-    ) {
+    pub fn lifecycle_signal(&mut self, _ctx: &mut SyncWorkflowContext<Self>, input: RawValue) {
+        let request = match read_lifecycle_request(&input) {
+            Ok(request) => request,
+            Err(why) => {
+                self.refused_signals.push_back(RefusedSignal {
+                    action: "unreadable lifecycle".into(),
+                    actor: "unknown".into(),
+                    why,
+                });
+                return;
+            }
+        };
         match self.refusal(&request) {
             None => self.pending.push_back(request),
-            Some(why) => self.refused_signals.push_back((request, why)),
+            Some(why) => self.refused_signals.push_back(RefusedSignal {
+                action: request.action.as_str().to_owned(),
+                actor: request.actor,
+                why,
+            }),
         }
     }
+}
+
+/// A lifecycle signal the workflow did not carry out, for the audit feed.
+struct RefusedSignal {
+    /// The action asked for, or what the signal was when it could not be read.
+    action: String,
+    actor: String,
+    why: String,
+}
+
+/// Longest serde message quoted back in the audit feed: it may echo part of the input.
+const MAX_SIGNAL_ERROR: usize = 200;
+
+/// Reads a `lifecycle` signal's input: one JSON payload holding a [`LifecycleRequest`].
+fn read_lifecycle_request(input: &RawValue) -> Result<LifecycleRequest, String> {
+    const EXAMPLE: &str = r#"send JSON like {"action": "suspend", "actor": "<your name>"}"#;
+    let Some(payload) = input.payloads.first().filter(|p| !p.data.is_empty()) else {
+        return Err(format!("the signal carried no input; {EXAMPLE}"));
+    };
+    let encoding = payload
+        .metadata
+        .get("encoding")
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .unwrap_or_default();
+    if encoding != "json/plain" {
+        return Err(format!(
+            "its input is encoded as {encoding:?}, not JSON; {EXAMPLE}"
+        ));
+    }
+    serde_json::from_slice::<LifecycleRequest>(&payload.data).map_err(|e| {
+        let mut reason = e.to_string();
+        if reason.len() > MAX_SIGNAL_ERROR {
+            let mut cut = MAX_SIGNAL_ERROR;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        format!("its input is not a lifecycle request ({reason}); {EXAMPLE}")
+    })
 }
 
 /// Waits for the next lifecycle action; `None` when the workflow is cancelled.
@@ -296,7 +360,7 @@ async fn next_action(ctx: &mut WorkflowContext<ProvisionTenant>) -> Option<Lifec
             ProvisionTenant::ensure_workload(ctx, &spec).await;
             continue;
         }
-        if let Some((request, why)) = ctx.state_mut(|s| s.refused_signals.pop_front()) {
+        if let Some(refused) = ctx.state_mut(|s| s.refused_signals.pop_front()) {
             let spec = ctx
                 .state(|s| s.spec.clone())
                 .expect("spec is set before any wait");
@@ -305,11 +369,10 @@ async fn next_action(ctx: &mut WorkflowContext<ProvisionTenant>) -> Option<Lifec
                 &spec,
                 "action_refused",
                 format!(
-                    "{} signal from {} ignored: {why}",
-                    request.action.as_str(),
-                    request.actor
+                    "{} signal from {} ignored: {}",
+                    refused.action, refused.actor, refused.why
                 ),
-                &request.actor,
+                &refused.actor,
             )
             .await;
             continue;
@@ -983,5 +1046,61 @@ fn describe_failure(phase: Phase, err: &ActivityExecutionError) -> PhaseFailure 
         error_type,
         message,
         attempt: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use temporalio_common::protos::temporal::api::common::v1::Payload;
+
+    use super::*;
+
+    fn signal(encoding: &str, data: &str) -> RawValue {
+        RawValue {
+            payloads: vec![Payload {
+                metadata: HashMap::from([("encoding".to_owned(), encoding.as_bytes().to_vec())]),
+                data: data.as_bytes().to_vec(),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn a_lifecycle_signal_is_read_from_its_json_input() {
+        let request = read_lifecycle_request(&signal(
+            "json/plain",
+            r#"{"action":"suspend","actor":"alice"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            request,
+            LifecycleRequest::new(LifecycleAction::Suspend, "alice")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_lifecycle_signal_says_why_and_what_to_send() {
+        for (encoding, data, says) in [
+            (
+                "json/plain",
+                r#"{"action":"Resume"}"#,
+                "unknown variant `Resume`",
+            ),
+            ("json/plain", r#""garbage""#, "not a lifecycle request"),
+            ("json/plain", "{", "not a lifecycle request"),
+            ("binary/plain", "suspend", "encoded as \"binary/plain\""),
+            ("json/plain", "", "carried no input"),
+        ] {
+            let why = read_lifecycle_request(&signal(encoding, data)).unwrap_err();
+            assert!(why.contains(says), "{data}: {why}");
+            assert!(why.contains(r#"{"action": "suspend""#), "{why}");
+        }
+        let why = read_lifecycle_request(&RawValue { payloads: vec![] }).unwrap_err();
+        assert!(why.contains("carried no input"), "{why}");
+        let long = format!(r#"{{"action":"{}"}}"#, "x".repeat(5000));
+        let why = read_lifecycle_request(&signal("json/plain", &long)).unwrap_err();
+        assert!(why.len() < 400, "{}", why.len());
     }
 }
