@@ -525,7 +525,6 @@ impl Tour<'_> {
     }
 }
 
-
 /// Every lifecycle action from every state a tenant rests in, through the API, with the
 /// domain's table (`LifecycleAction::allowed_from` and `refusal`) as the oracle: a refused
 /// action is 409 with the domain's reason, an allowed one 202 with the workflow's answer.

@@ -65,7 +65,6 @@ async fn message_id(stack: &Stack, mail: &Value) -> anyhow::Result<String> {
         .context("the email has no Message-ID")
 }
 
-
 /// Waits for the first operator email event after event `after`, and returns it.
 async fn operator_event(stack: &Stack, slug: &str, after: i64) -> anyhow::Result<Value> {
     let is_outcome = |e: &Value| {
