@@ -167,12 +167,24 @@ impl Mailer {
                 }
             }
             Err(e) => {
-                return Err(StepError::Transient(anyhow!(e).context(format!(
+                let err = anyhow!(e).context(format!(
                     "sending the {} email through {}:{}",
                     kind.as_str(),
                     self.cfg.smtp_host,
                     self.cfg.smtp_port
-                ))));
+                ));
+                // Shown on the tenant while the send is retried (and after, if it never
+                // goes through); a later success overwrites it.
+                let failed = DeliveryRecord {
+                    kind,
+                    status: "failed",
+                    message_id: &message_id,
+                    error: Some(format!("{err:#}")),
+                };
+                if let Err(record_err) = self.record_status(spec, &failed).await {
+                    warn!(error = %record_err, "could not record the failed email attempt");
+                }
+                return Err(StepError::Transient(err));
             }
         };
 
@@ -182,6 +194,8 @@ impl Mailer {
         Ok(outcome)
     }
 
+    /// The email's final outcome (sent, or refused by the server), when it has one; an
+    /// email whose last attempt could not reach the server has none.
     async fn recorded(
         &self,
         spec: &TenantSpec,
@@ -189,7 +203,8 @@ impl Mailer {
     ) -> StepResult<Option<EmailOutcome>> {
         let row: Option<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT status, message_id, error FROM email_deliveries
-             WHERE tenant_id = $1 AND incarnation = $2 AND kind = $3",
+             WHERE tenant_id = $1 AND incarnation = $2 AND kind = $3
+               AND status IN ('sent', 'refused')",
         )
         .bind(spec.tenant_id())
         .bind(spec.incarnation)
@@ -205,7 +220,20 @@ impl Mailer {
     }
 
     async fn record(&self, spec: &TenantSpec, outcome: &EmailOutcome) -> StepResult<()> {
-        let status = if outcome.delivered { "sent" } else { "refused" };
+        let record = DeliveryRecord {
+            kind: outcome.kind,
+            status: if outcome.delivered { "sent" } else { "refused" },
+            message_id: &outcome.message_id,
+            error: outcome.error.clone(),
+        };
+        self.record_status(spec, &record).await
+    }
+
+    async fn record_status(
+        &self,
+        spec: &TenantSpec,
+        record: &DeliveryRecord<'_>,
+    ) -> StepResult<()> {
         sqlx::query(
             "INSERT INTO email_deliveries (tenant_id, incarnation, kind, recipient, message_id, status, error)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -216,15 +244,24 @@ impl Mailer {
         )
         .bind(spec.tenant_id())
         .bind(spec.incarnation)
-        .bind(outcome.kind.as_str())
+        .bind(record.kind.as_str())
         .bind(&spec.request.first_admin_email)
-        .bind(&outcome.message_id)
-        .bind(status)
-        .bind(&outcome.error)
+        .bind(record.message_id)
+        .bind(record.status)
+        .bind(&record.error)
         .execute(self.store.pool())
         .await?;
         Ok(())
     }
+}
+
+/// One row of `email_deliveries` as written: `sent`, `refused` (the server's answer) or
+/// `failed` (the server could not be reached).
+struct DeliveryRecord<'a> {
+    kind: EmailKind,
+    status: &'static str,
+    message_id: &'a str,
+    error: Option<String>,
 }
 
 /// The same for every attempt of one email of one incarnation, so a duplicate sent after a
@@ -423,25 +460,41 @@ mod tests {
         for kind in [EmailKind::ConsoleUrl, EmailKind::Onboarding] {
             let with = render(&cfg, &spec(), kind, &code());
             assert!(with.text.contains("platform console"), "{kind:?}");
-            assert!(with.text.contains("https://console.example.com/?a=1&b=2"), "{kind:?}");
-            assert!(with.html.contains("href=\"https://console.example.com/?a=1&amp;b=2\""));
+            assert!(
+                with.text.contains("https://console.example.com/?a=1&b=2"),
+                "{kind:?}"
+            );
+            assert!(
+                with.html
+                    .contains("href=\"https://console.example.com/?a=1&amp;b=2\"")
+            );
         }
         cfg.console_url = None;
         for kind in EmailKind::ALL {
             let without = render(&cfg, &spec(), kind, &code());
             for body in [&without.text, &without.html] {
                 assert!(!body.contains("platform console"), "{kind:?}: {body}");
-                assert!(!body.contains('{') && !body.contains('}'), "{kind:?}: {body}");
+                assert!(
+                    !body.contains('{') && !body.contains('}'),
+                    "{kind:?}: {body}"
+                );
             }
         }
         let onboarding = render(&cfg, &spec(), EmailKind::Onboarding, &code());
-        assert!(onboarding.text.contains("3. Connect your first application.\n"));
+        assert!(
+            onboarding
+                .text
+                .contains("3. Connect your first application.\n")
+        );
     }
 
     #[test]
     fn sections_keep_their_text_only_when_their_value_is_set() {
         let values = [("a", "1".to_owned())];
-        assert_eq!(fill("x{?a}[{a}]{/a}y{?b}[{b}]{/b}z", &values, false), "x[1]yz");
+        assert_eq!(
+            fill("x{?a}[{a}]{/a}y{?b}[{b}]{/b}z", &values, false),
+            "x[1]yz"
+        );
         // An unclosed section is left as written.
         assert_eq!(fill("x{?b}y", &values, false), "x{?b}y");
     }

@@ -382,7 +382,37 @@ asyncio.get_event_loop().run_forever()
     .await?;
     let tenant = stack.get_tenant("mailer").await?;
     assert_eq!(tenant.body["state"], "active");
+    let refused = &tenant.body["emails"][1];
+    assert_eq!(refused["kind"], "console_url", "{refused}");
+    assert_eq!(refused["status"], "refused", "{refused}");
+
+    // With no SMTP server at all, each email is retried, then shown as failed with the
+    // transport's error rather than pending for ever; the tenant is active all the same.
     smtp.kill().await.ok();
+    smtp.wait().await.ok();
+    stack
+        .create_tenant("unsent", "free", "u@example.com", None)
+        .await?;
+    stack
+        .wait_for_state("unsent", "active", ACTIVE_WITHIN)
+        .await?;
+    wait_for_feed(&stack, "unsent", Duration::from_secs(120), |feed| {
+        feed.iter().filter(|e| e["kind"] == "email_failed").count() == 3
+    })
+    .await?;
+    let tenant = stack.get_tenant("unsent").await?;
+    assert_eq!(tenant.body["state"], "active");
+    for email in tenant.body["emails"].as_array().context("emails")? {
+        assert_eq!(email["status"], "failed", "{email}");
+        assert!(
+            email["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains(&format!("email through 127.0.0.1:{smtp_port}")),
+            "{email}"
+        );
+        assert!(email["attempts"].as_i64().unwrap_or(0) >= 1, "{email}");
+    }
     Ok(())
 }
 

@@ -205,8 +205,9 @@ fn operations() -> Vec<Operation> {
             summary: "Show one tenant",
             description: "The stored tenant with its resource ledger, the delivery status of \
                 its three welcome emails (`emails`, from the control plane's records: \
-                `pending` until sent, then `sent` or `refused` with the server's answer and \
-                the number of sends), its plan's sizing (`sizing`) and, unless `live=false`, \
+                `pending` until tried, then `sent`, `refused` with the server's answer, or \
+                `failed` with the error when the server could not be reached, and the number \
+                of tries), its plan's sizing (`sizing`) and, unless `live=false`, \
                 the workflow's own view (state, phase, next stable state, last error, \
                 resources)."
                 .into(),
@@ -851,16 +852,18 @@ fn components() -> Value {
                     "kind": { "type": "string", "enum": email_kinds() },
                     "status": {
                         "type": "string",
-                        "enum": ["pending", "sent", "refused"],
-                        "description": "`pending` until the email is sent",
+                        "enum": ["pending", "sent", "refused", "failed"],
+                        "description": "`pending` until the email is tried; `failed` when \
+                            the SMTP server could not be reached",
                     },
                     "error": {
                         "type": ["string", "null"],
-                        "description": "The SMTP server's answer when it refused",
+                        "description": "The SMTP server's answer when it refused, or the \
+                            transport's error when it failed",
                     },
                     "attempts": {
                         "type": "integer", "minimum": 0,
-                        "description": "Sends so far: 1 by the saga, +1 per resend (and per \
+                        "description": "Tries so far: the saga's, +1 per resend (and per \
                             invitation re-issue, for `welcome`)",
                     },
                     "message_id": {

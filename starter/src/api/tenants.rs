@@ -129,12 +129,14 @@ pub struct ResourceView {
 pub struct EmailDeliveryView {
     /// `welcome`, `console_url` or `onboarding`.
     pub kind: String,
-    /// `pending` (not sent yet), `sent` (the SMTP server took it) or `refused`.
+    /// `pending` (not tried yet), `sent` (the SMTP server took it), `refused` (by the
+    /// server) or `failed` (the server could not be reached; the saga retries a few times,
+    /// an operator can resend).
     pub status: String,
-    /// The SMTP server's answer when it refused.
+    /// The SMTP server's answer when it refused, or the transport's error when it failed.
     pub error: Option<String>,
-    /// How many times it was sent: 1 by the saga, +1 per operator resend (and per re-issue,
-    /// for `welcome`); 0 while pending.
+    /// How many times it was tried: the saga's tries, +1 per operator resend (and per
+    /// re-issue, for `welcome`); 0 while pending.
     pub attempts: i32,
     /// The same for every send of this email, so mail clients fold duplicates.
     pub message_id: Option<String>,
