@@ -67,10 +67,10 @@ pub fn validate(
     known_plans: &[&str],
 ) -> Result<ValidRequest, Vec<FieldError>> {
     let mut errors = Vec::new();
-    check_slug("org", &request.org, MAX_SLUG_LEN, &mut errors);
-    check_slug("slug", &request.slug, MAX_SLUG_LEN, &mut errors);
+    errors.extend(slug_error("org", &request.org, MAX_SLUG_LEN));
+    errors.extend(slug_error("slug", &request.slug, MAX_SLUG_LEN));
     if let Some(name) = &request.name {
-        check_slug("name", name, MAX_NAME_LEN, &mut errors);
+        errors.extend(slug_error("name", name, MAX_NAME_LEN));
     }
     if request.plan.is_empty() {
         errors.push(FieldError::new("plan", "required", "plan is required"));
@@ -118,33 +118,49 @@ pub fn matches_name_pattern(value: &str) -> bool {
     !previous_dash
 }
 
-fn check_slug(field: &str, value: &str, max_len: usize, errors: &mut Vec<FieldError>) {
+/// Checks one tenant slug or organisation slug on its own (a URL path segment, say) with
+/// the rule [`validate`] applies, naming it `field` in the refusal.
+pub fn check_slug(field: &str, value: &str) -> Result<(), FieldError> {
+    match slug_error(field, value, MAX_SLUG_LEN) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+fn slug_error(field: &str, value: &str, max_len: usize) -> Option<FieldError> {
     if value.is_empty() {
-        errors.push(FieldError::new(
-            field,
-            "required",
-            format!("{field} is required"),
-        ));
-        return;
+        // `name` is the one optional field: empty is not "missing" there.
+        let message = if field == "name" {
+            "name must not be empty; leave it out to use the slug".to_owned()
+        } else {
+            format!("{field} is required")
+        };
+        return Some(FieldError::new(field, "required", message));
     }
     if value.len() > max_len {
-        errors.push(FieldError::new(
-            field,
-            "too_long",
+        // The limit is in bytes (a DNS label); only ASCII counts one byte per character.
+        let message = if value.is_ascii() {
             format!(
                 "{field} is {} characters; at most {max_len} are allowed",
-                value.chars().count()
-            ),
-        ));
-        return;
+                value.len()
+            )
+        } else {
+            format!(
+                "{field} is {} bytes long; at most {max_len} are allowed, of lowercase letters \
+                 a-z, digits and dashes",
+                value.len()
+            )
+        };
+        return Some(FieldError::new(field, "too_long", message));
     }
     if !matches_name_pattern(value) {
-        errors.push(FieldError::new(
+        return Some(FieldError::new(
             field,
             "pattern",
             pattern_hint(field, value),
         ));
     }
+    None
 }
 
 /// Names the first thing wrong with a value, so the caller knows what to change.
@@ -196,12 +212,44 @@ fn check_email(value: &str, errors: &mut Vec<FieldError>) {
         .rsplit_once('@')
         .is_some_and(|(_, domain)| domain.split('.').count() >= 2 && !domain.starts_with('['));
     if !plain || !has_dotted_domain {
-        errors.push(FieldError::new(
-            FIELD,
-            "invalid_email",
-            "first_admin_email must be a plain address like admin@example.com",
-        ));
+        errors.push(FieldError::new(FIELD, "invalid_email", email_hint(value)));
     }
+}
+
+/// Longest local part (before the `@`) of an address, RFC 5321.
+pub const MAX_EMAIL_LOCAL_LEN: usize = 64;
+/// Longest label (between dots) of an address's domain: a DNS label.
+pub const MAX_EMAIL_LABEL_LEN: usize = 63;
+
+/// Why a refused address is refused, when a length limit is the reason; the general shape
+/// otherwise. The values are measured here only to explain; the refusal itself is decided
+/// above.
+fn email_hint(value: &str) -> String {
+    const SHAPE: &str = "first_admin_email must be a plain address like admin@example.com";
+    if !value.is_ascii() {
+        return "first_admin_email must use only ASCII characters, like admin@example.com".into();
+    }
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return SHAPE.to_owned();
+    };
+    if local.len() > MAX_EMAIL_LOCAL_LEN {
+        return format!(
+            "first_admin_email's local part (before the @) is {} characters; at most \
+             {MAX_EMAIL_LOCAL_LEN} are allowed",
+            local.len()
+        );
+    }
+    if let Some(label) = domain
+        .split('.')
+        .find(|label| label.len() > MAX_EMAIL_LABEL_LEN)
+    {
+        return format!(
+            "first_admin_email's domain has a label (a part between dots) of {} characters; \
+             each may have at most {MAX_EMAIL_LABEL_LEN}",
+            label.len()
+        );
+    }
+    SHAPE.to_owned()
 }
 
 #[cfg(test)]
@@ -298,7 +346,121 @@ mod tests {
         }
     }
 
+    fn messages(r: &TenantRequest) -> Vec<String> {
+        validate(r, PLANS)
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.message)
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_name_is_told_to_be_left_out() {
+        let r = request("acme", "prod", Some(""));
+        assert_eq!(refused_fields(&r), vec![("name".into(), "required".into())]);
+        assert_eq!(
+            messages(&r),
+            vec!["name must not be empty; leave it out to use the slug"]
+        );
+        // The required fields still say so.
+        assert_eq!(
+            messages(&request("acme", "", None)),
+            vec!["slug is required"]
+        );
+    }
+
+    #[test]
+    fn too_long_counts_what_the_limit_counts() {
+        let ascii = request("acme", &"a".repeat(31), None);
+        assert_eq!(
+            messages(&ascii),
+            vec!["slug is 31 characters; at most 30 are allowed"]
+        );
+        // 20 characters but 40 bytes: the message must not say 20 is too many.
+        let wide = request("acme", &"é".repeat(20), None);
+        assert_eq!(
+            refused_fields(&wide),
+            vec![("slug".into(), "too_long".into())]
+        );
+        assert_eq!(
+            messages(&wide),
+            vec![
+                "slug is 40 bytes long; at most 30 are allowed, of lowercase letters a-z, \
+                 digits and dashes"
+            ]
+        );
+    }
+
+    #[test]
+    fn email_length_limits_are_named_when_they_are_the_reason() {
+        let with_email = |email: String| {
+            let mut r = request("acme", "prod", None);
+            r.first_admin_email = email;
+            r
+        };
+        let long_local = with_email(format!("{}@example.com", "a".repeat(100)));
+        assert_eq!(
+            refused_fields(&long_local),
+            vec![("first_admin_email".into(), "invalid_email".into())]
+        );
+        assert_eq!(
+            messages(&long_local),
+            vec![
+                "first_admin_email's local part (before the @) is 100 characters; at most 64 \
+                 are allowed"
+            ]
+        );
+        let long_label = with_email(format!("admin@{}.example.com", "b".repeat(70)));
+        assert_eq!(
+            refused_fields(&long_label),
+            vec![("first_admin_email".into(), "invalid_email".into())]
+        );
+        assert_eq!(
+            messages(&long_label),
+            vec![
+                "first_admin_email's domain has a label (a part between dots) of 70 \
+                 characters; each may have at most 63"
+            ]
+        );
+        // At the limits the address passes: the hints explain the rule, they add none.
+        let at_limits = with_email(format!("{}@{}.example.com", "a".repeat(64), "b".repeat(63)));
+        assert!(validate(&at_limits, PLANS).is_ok());
+        assert_eq!(
+            messages(&with_email("not-an-email".into())),
+            vec!["first_admin_email must be a plain address like admin@example.com"]
+        );
+        assert_eq!(
+            messages(&with_email("ä@example.com".into())),
+            vec!["first_admin_email must use only ASCII characters, like admin@example.com"]
+        );
+    }
+
+    #[test]
+    fn one_slug_is_checked_like_the_request_checks_it() {
+        assert_eq!(check_slug("org_id", "acme"), Ok(()));
+        let refused = check_slug("org_id", "ORGA").unwrap_err();
+        assert_eq!(
+            (refused.field.as_str(), refused.code.as_str()),
+            ("org_id", "pattern")
+        );
+        assert_eq!(
+            refused.message,
+            format!("org_id must be lowercase (pattern {NAME_PATTERN}, e.g. production-eu)")
+        );
+        let refused = check_slug("slug", &"a".repeat(5000)).unwrap_err();
+        assert_eq!(refused.code, "too_long");
+        assert!(refused.message.len() < 100, "{}", refused.message);
+    }
+
     proptest! {
+        #[test]
+        fn a_single_slug_check_agrees_with_validate(s in "\\PC{0,40}") {
+            let whole = validate(&request("acme", &s, None), PLANS).err().unwrap_or_default();
+            let one = check_slug("slug", &s).err();
+            prop_assert_eq!(whole.first(), one.as_ref());
+        }
+
         #[test]
         fn hand_written_matcher_equals_the_published_pattern(s in "[a-zA-Z0-9_ -]{0,12}") {
             let re = regex_lite_match(&s);
