@@ -11,8 +11,8 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tenant_domain::{
-    Allocation, EmailInput, EmailOutcome, Phase, PhaseInput, RecordInput, ReleaseInput,
-    ResourceKind, TenantSpec, TenantState, validate,
+    Allocation, EmailInput, EmailOutcome, Phase, PhaseFailure, PhaseInput, RecordInput,
+    ReleaseInput, ResourceKind, TenantSpec, TenantState, validate,
 };
 use tenant_store::access::Plan;
 use tenant_store::{NewEvent, Store};
@@ -324,6 +324,9 @@ impl TenantActivities {
             match outcome {
                 Ok(()) => {
                     self.store.record_release(spec.tenant_id(), kind).await.map_err(|e| to_activity_error(e.into()))?;
+                    if input.reason == "decommission" {
+                        self.store.set_release_error(spec.tenant_id(), spec.incarnation, None).await.map_err(|e| to_activity_error(e.into()))?;
+                    }
                     let message = format!("{kind} released ({})", input.reason);
                     self.audit(ctx, spec, &key("done"), "resource_released", Some(kind.phase()), Some(attempt), message, None).await?;
                     info!("released");
@@ -338,8 +341,19 @@ impl TenantActivities {
                     let message = format!(
                         "releasing {kind} failed (attempt {attempt}): {err}; retrying until it succeeds: the tenant stays {state}, next stable state {stable}"
                     );
-                    self.audit(ctx, spec, &key(&format!("failed:{attempt}")), "release_failed", Some(kind.phase()), Some(attempt), message, None)
+                    self.audit(ctx, spec, &key(&format!("failed:{attempt}")), "release_failed", Some(kind.phase()), Some(attempt), message.clone(), None)
                         .await?;
+                    // A decommission has no other error to show; during compensation the
+                    // tenant's last error stays the failure that started it.
+                    if input.reason == "decommission" {
+                        let failure = PhaseFailure {
+                            phase: kind.phase(),
+                            error_type: tenant_store::tenants::RELEASE_FAILED.to_owned(),
+                            message,
+                            attempt,
+                        };
+                        self.store.set_release_error(spec.tenant_id(), spec.incarnation, Some(&failure)).await.map_err(|e| to_activity_error(e.into()))?;
+                    }
                     // Releases never give up: they are always retryable.
                     Err(to_activity_error(StepError::Transient(anyhow::anyhow!("{err}"))))
                 }
@@ -394,7 +408,7 @@ impl TenantActivities {
         // the request was accepted. This tenant's own row is not counted.
         let (others, max): (i64, Option<i32>) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM tenants
-                     WHERE org_slug = $1 AND state <> 'decommissioned' AND id <> $2),
+                     WHERE org_slug = $1 AND plan = $3 AND state <> 'decommissioned' AND id <> $2),
                     (SELECT max_tenants_per_org FROM plans WHERE name = $3)",
         )
         .bind(&spec.request.org)
@@ -406,7 +420,7 @@ impl TenantActivities {
             return Err(StepError::permanent(
                 "QuotaExceeded",
                 format!(
-                    "organisation {} already has {others} other tenants, the most plan {} allows",
+                    "organisation {} already has {others} other tenants on plan {}, the most that plan allows per organisation",
                     spec.request.org, spec.request.plan
                 ),
             ));

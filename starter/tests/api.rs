@@ -690,6 +690,18 @@ async fn the_plan_quota_is_enforced() {
     }
     let fourth = app.create("acme", &owner, free("four")).await;
     assert_problem(&fourth, StatusCode::CONFLICT, "quota-exceeded");
+    assert_eq!(
+        fourth.body["detail"],
+        "organisation acme already has 3 tenants on plan free, the most that plan allows per organisation"
+    );
+    // The quota counts the tenants on the plan asked for, not those on other plans.
+    let growth = json!({ "slug": "four", "plan": "growth", "first_admin_email": "admin@example.com" });
+    assert_eq!(
+        app.create("acme", &owner, growth).await.status,
+        StatusCode::ACCEPTED
+    );
+    let fifth = app.create("acme", &owner, free("five")).await;
+    assert_problem(&fifth, StatusCode::CONFLICT, "quota-exceeded");
 }
 
 /// Unknown endpoints and methods answer with problem documents too.

@@ -83,8 +83,10 @@ pub enum AcceptError {
         holder_org: String,
         holder_slug: String,
     },
-    /// The organisation reached its plan's tenant quota.
-    #[error("organisation {org} already has {count} tenants, the most its plan {plan} allows")]
+    /// The organisation holds as many tenants on the plan as the plan allows.
+    #[error(
+        "organisation {org} already has {count} tenants on plan {plan}, the most that plan allows per organisation"
+    )]
     QuotaReached {
         org: String,
         plan: String,
@@ -93,6 +95,9 @@ pub enum AcceptError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
+
+/// The error type of a last error that says a release keeps failing.
+pub const RELEASE_FAILED: &str = "ReleaseFailed";
 
 const TENANT_COLUMNS: &str =
     "id, org_slug, slug, label, host, name, plan, first_admin_email, state, phase,
@@ -152,7 +157,8 @@ impl Store {
         }
 
         let (count, max): (i64, i32) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM tenants WHERE org_slug = $1 AND state <> 'decommissioned'),
+            "SELECT (SELECT count(*) FROM tenants
+                     WHERE org_slug = $1 AND plan = $2 AND state <> 'decommissioned'),
                     (SELECT max_tenants_per_org FROM plans WHERE name = $2)",
         )
         .bind(&request.org)
@@ -298,6 +304,30 @@ impl Store {
             .bind(run_id)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// Shows a release that keeps failing during decommission as the tenant's last error
+    /// (`Some`), or clears such an error once the release succeeded (`None`); an error of
+    /// any other kind is left as it is.
+    pub async fn set_release_error(
+        &self,
+        tenant_id: Uuid,
+        incarnation: i32,
+        failure: Option<&PhaseFailure>,
+    ) -> sqlx::Result<()> {
+        let failure = failure.map(|e| serde_json::to_value(e).unwrap_or_default());
+        sqlx::query(
+            "UPDATE tenants SET last_error = $3, updated_at = now()
+             WHERE id = $1 AND incarnation = $2 AND state = 'decommissioning'
+               AND ($3::jsonb IS NOT NULL OR last_error->>'error_type' = $4)",
+        )
+        .bind(tenant_id)
+        .bind(incarnation)
+        .bind(failure)
+        .bind(RELEASE_FAILED)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

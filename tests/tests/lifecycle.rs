@@ -507,3 +507,54 @@ async fn worker_start_brings_lost_services_back() -> anyhow::Result<()> {
     assert_eq!(stack.get_tenant("phoenix").await?.body["state"], "active");
     Ok(())
 }
+
+/// A decommission whose release keeps failing stays `decommissioning`, retrying, with the
+/// reason on the tenant; once the cause is gone it finishes and the error is cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stuck_decommission_shows_why_and_finishes_when_the_cause_is_gone() -> anyhow::Result<()>
+{
+    let stack = Stack::start().await?;
+    stack
+        .create_tenant("sticky", "free", "s@example.com", None)
+        .await?;
+    let tenant = stack
+        .wait_for_state("sticky", "active", ACTIVE_WITHIN)
+        .await?;
+    let tenant_id = id_of(&tenant)?;
+    let role = database_of(&tenant_id);
+
+    // A privilege granted on another database keeps the tenant's role from being dropped.
+    let grant = format!("GRANT CONNECT ON DATABASE \"{}\" TO {role}", stack.database);
+    stack.psql(&grant).await?;
+    let (status, body) = act(&stack, "sticky", "decommission", &stack.owner_token).await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_for_event(&stack, "sticky", Duration::from_secs(60), |e| {
+        e["kind"] == "release_failed" && e["phase"] == "allocate_storage"
+    })
+    .await?;
+    let shown = stack.get_tenant("sticky").await?.body;
+    assert_eq!(shown["state"], "decommissioning", "{shown}");
+    assert_eq!(
+        shown["last_error"]["error_type"], "ReleaseFailed",
+        "{shown}"
+    );
+    assert!(
+        shown["last_error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("releasing storage failed"),
+        "{shown}"
+    );
+
+    let revoke = format!(
+        "REVOKE CONNECT ON DATABASE \"{}\" FROM {role}",
+        stack.database
+    );
+    stack.psql(&revoke).await?;
+    let done = stack
+        .wait_for_state("sticky", "decommissioned", Duration::from_secs(90))
+        .await?;
+    assert_eq!(done["last_error"], Value::Null, "{done}");
+    assert_nothing_left(&stack, "sticky", &tenant_id).await?;
+    Ok(())
+}
