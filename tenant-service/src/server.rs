@@ -281,7 +281,9 @@ async fn try_lock(conn: &mut PgConnection) -> anyhow::Result<bool> {
 }
 
 /// Binds the socket, replacing a stale one left by a killed copy (safe: this process holds
-/// the lock, so no other copy serves it), and opens it to the edge proxy.
+/// the lock, so no other copy serves it), and opens it to the edge proxy: to this user and
+/// group only, so other local users cannot reach the tenant around the edge (Caddy runs as
+/// the same user, in the same group, or as root).
 pub fn bind_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
@@ -301,7 +303,7 @@ pub fn bind_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     }
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("opening the permissions of {}", path.display()))?;
     Ok(listener)
 }
@@ -399,7 +401,7 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(
                 std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
-                0o666
+                0o660
             );
             drop(listener);
 
