@@ -143,7 +143,7 @@ export_app_env() {
 write_env_file() {
     local file=$STACK_DIR/env var
     {
-        echo "# Written by scripts/stack.sh up: source it to use target/debug/tenants by hand."
+        echo "# Written by scripts/stack.sh up: source it to use the built tenants CLI by hand."
         for var in TP_DATABASE_URL TP_API_URL TP_DOMAIN TP_PUBLIC_HTTPS_PORT TEMPORAL_ADDRESS \
             TEMPORAL_NAMESPACE TP_CADDY_ADMIN_URL TP_RUNTIME_DIR; do
             printf 'export %s=%q\n' "$var" "${!var}"
