@@ -487,7 +487,8 @@ async fn every_bad_create_request_is_refused_field_by_field_and_writes_nothing()
         "huge body",
     );
 
-    // An organisation slug that breaks the rule cannot exist: not found, for operators too.
+    // An organisation slug that breaks the rule cannot exist: refused as the path's
+    // `org_id`, for operators too.
     let operator = app.operator("ops").await;
     for org in ["Acme", "ACME", "1acme", "acme-", "\u{0430}cme"] {
         let path = format!(
@@ -502,7 +503,8 @@ async fn every_bad_create_request_is_refused_field_by_field_and_writes_nothing()
                 Some(&tenant_body("prod")),
             )
             .await;
-        answer.assert_problem(StatusCode::NOT_FOUND, "not-found", org);
+        answer.assert_problem(StatusCode::BAD_REQUEST, "validation", org);
+        assert_eq!(answer.fields(), vec![("org_id".into(), "pattern".into())]);
     }
 
     // Nothing was written by any refusal: no tenant, no audit entry.

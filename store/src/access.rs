@@ -128,6 +128,9 @@ pub enum AccessError {
     OrganizationNotFound { slug: String },
     #[error("principal {id} does not exist")]
     PrincipalNotFound { id: Uuid },
+    /// The token a new token was to be made with was revoked or expired meanwhile.
+    #[error("token {id} is revoked or expired; a token it creates would be too")]
+    ParentTokenNotLive { id: Uuid },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -179,18 +182,53 @@ impl Store {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<IssuedToken, AccessError> {
         let mut conn = self.pool.acquire().await?;
-        insert_token(&mut conn, principal_id, name, expires_at).await
+        insert_token(&mut conn, principal_id, name, expires_at, None).await
     }
 
-    /// Revokes a token; true when it was live.
-    pub async fn revoke_token(&self, token_id: Uuid) -> sqlx::Result<bool> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+    /// Issues a token made with the presented token `parent`, for the same principal, and
+    /// records the lineage so that revoking `parent` revokes the new token too.
+    /// [`AccessError::ParentTokenNotLive`] when `parent` was revoked or expired since it
+    /// was authenticated; nothing is issued then.
+    pub async fn create_token_from(
+        &self,
+        parent: &Authenticated,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<IssuedToken, AccessError> {
+        let principal_id = parent.principal.id;
+        let mut tx = self.pool.begin().await?;
+        // Serialises with revocations of this principal's tokens (see `revoke_lineage`):
+        // either the revocation sees the new token, or this sees the parent revoked.
+        lock_token_lineages(&mut tx, principal_id).await?;
+        let live: Option<bool> = sqlx::query_scalar(
+            "SELECT revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+             FROM api_tokens WHERE id = $1 AND principal_id = $2",
         )
-        .bind(token_id)
-        .execute(&self.pool)
+        .bind(parent.token_id)
+        .bind(principal_id)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if live != Some(true) {
+            return Err(AccessError::ParentTokenNotLive {
+                id: parent.token_id,
+            });
+        }
+        let token = insert_token(
+            &mut tx,
+            principal_id,
+            name,
+            expires_at,
+            Some(parent.token_id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    /// Revokes a token and every token descending from it; true when the token was live.
+    pub async fn revoke_token(&self, token_id: Uuid) -> sqlx::Result<bool> {
+        let revocation = self.revoke_token_by(token_id, None).await?;
+        Ok(revocation.is_some_and(|r| !r.already_revoked))
     }
 
     /// The principal a presented token belongs to; `None` for unknown, expired or revoked
@@ -258,7 +296,7 @@ impl Store {
         insert_organization(&mut tx, org_slug, org_name).await?;
         let owner = insert_principal(&mut tx, owner_name, false).await?;
         upsert_membership(&mut tx, owner.id, org_slug, Role::Owner).await?;
-        let token = insert_token(&mut tx, owner.id, "bootstrap", None).await?;
+        let token = insert_token(&mut tx, owner.id, "bootstrap", None, None).await?;
         tx.commit().await?;
         tracing::info!(
             org = org_slug,
@@ -275,7 +313,7 @@ impl Store {
     ) -> Result<(Principal, IssuedToken), AccessError> {
         let mut tx = self.pool.begin().await?;
         let operator = insert_principal(&mut tx, name, true).await?;
-        let token = insert_token(&mut tx, operator.id, "bootstrap", None).await?;
+        let token = insert_token(&mut tx, operator.id, "bootstrap", None, None).await?;
         tx.commit().await?;
         tracing::info!(principal = name, "platform operator created");
         Ok((operator, token))
@@ -291,6 +329,17 @@ fn new_token_value() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
+}
+
+/// Holds off, until the transaction ends, every other transaction that revokes a token of
+/// `principal_id` or creates one from another token: the two must not interleave, or a
+/// token created while its parent is being revoked could survive the revocation.
+async fn lock_token_lineages(conn: &mut PgConnection, principal_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 FROM principals WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(principal_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -383,17 +432,20 @@ async fn insert_token(
     principal_id: Uuid,
     name: &str,
     expires_at: Option<DateTime<Utc>>,
+    created_by_token: Option<Uuid>,
 ) -> Result<IssuedToken, AccessError> {
     let value = new_token_value();
     let id = Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO api_tokens (id, principal_id, name, token_sha256, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO api_tokens (id, principal_id, name, token_sha256, expires_at, created_by_token)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(principal_id)
     .bind(name)
     .bind(token_sha256(&value))
     .bind(expires_at)
+    .bind(created_by_token)
     .execute(conn)
     .await
     .map_err(|e| match &e {
@@ -436,9 +488,26 @@ pub struct TokenInfo {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The token this one was made with; `None` for bootstrap tokens and others made
+    /// without one. Revoking that token revoked or will revoke this one.
+    pub created_by_token: Option<Uuid>,
 }
 
-const TOKEN_INFO_COLUMNS: &str = "id, principal_id, name, created_at, expires_at, revoked_at";
+const TOKEN_INFO_COLUMNS: &str =
+    "id, principal_id, name, created_at, expires_at, revoked_at, created_by_token";
+
+/// What revoking a token did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// The token as it is now: revoked, at the time it first was.
+    pub token: TokenInfo,
+    /// It was already revoked before this call; its `revoked_at` was kept.
+    pub already_revoked: bool,
+    /// Tokens descending from it (made with it, or with those, down the chain) that this
+    /// call revoked; descendants revoked before keep their own `revoked_at` and are not
+    /// counted.
+    pub revoked_descendants: u64,
+}
 
 impl Store {
     /// Every plan, by name.
@@ -467,23 +536,63 @@ impl Store {
         .await
     }
 
-    /// Revokes a token on behalf of `owner` (only that principal's tokens), or of a platform
-    /// operator when `owner` is `None` (any token). Revoking a revoked token changes nothing.
+    /// Revokes a token and every token descending from it, in one transaction, on behalf
+    /// of `owner` (only that principal's tokens), or of a platform operator when `owner` is
+    /// `None` (any token). A token or descendant already revoked keeps its `revoked_at`.
     /// `None` when no such token is visible, so other principals' tokens look absent.
     pub async fn revoke_token_by(
         &self,
         token_id: Uuid,
         owner: Option<Uuid>,
-    ) -> sqlx::Result<Option<TokenInfo>> {
-        sqlx::query_as(&format!(
+    ) -> sqlx::Result<Option<Revocation>> {
+        let mut tx = self.pool.begin().await?;
+        let principal_id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT principal_id FROM api_tokens
+             WHERE id = $1 AND ($2::uuid IS NULL OR principal_id = $2)",
+        )
+        .bind(token_id)
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(principal_id) = principal_id else {
+            return Ok(None);
+        };
+        // Every token of a lineage belongs to one principal (a token only makes tokens
+        // for its own principal), so this lock keeps new children out until we commit.
+        lock_token_lineages(&mut tx, principal_id).await?;
+
+        let already_revoked: bool =
+            sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_tokens WHERE id = $1")
+                .bind(token_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        // UNION, not UNION ALL: it would also end the walk should the lineage ever loop.
+        let descendants = sqlx::query(
+            "WITH RECURSIVE lineage (id) AS (
+                 SELECT id FROM api_tokens WHERE created_by_token = $1
+                 UNION
+                 SELECT t.id FROM api_tokens t JOIN lineage l ON t.created_by_token = l.id
+             )
+             UPDATE api_tokens SET revoked_at = now()
+             WHERE id IN (SELECT id FROM lineage) AND revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .execute(&mut *tx)
+        .await?;
+        let token: TokenInfo = sqlx::query_as(&format!(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now())
-             WHERE id = $1 AND ($2::uuid IS NULL OR principal_id = $2)
+             WHERE id = $1
              RETURNING {TOKEN_INFO_COLUMNS}"
         ))
         .bind(token_id)
-        .bind(owner)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Revocation {
+            token,
+            already_revoked,
+            revoked_descendants: descendants.rows_affected(),
+        }))
     }
 }
 

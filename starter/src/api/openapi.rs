@@ -324,7 +324,8 @@ fn operations() -> Vec<Operation> {
                 never outlives the token that creates it: when the caller's own token \
                 expires, the new token expires with it by default, and asking for more days \
                 than the caller's token has left is a 400 on `expires_in_days` (code \
-                `exceeds_caller_token`)."
+                `exceeds_caller_token`). Nor does it survive it: revoking the caller's token \
+                revokes the new token too."
                 .into(),
             auth: true,
             parameters: vec![],
@@ -354,11 +355,15 @@ fn operations() -> Vec<Operation> {
             path: "/api/v1/tokens/{id}",
             id: "tokens_revoke",
             tag: "tokens",
-            summary: "Revoke a token",
+            summary: "Revoke a token and every token it created",
             description: "The caller may revoke its own tokens, a platform operator any \
-                token; another principal's token is not found. Revoking a revoked token \
-                answers the same. A revoked token is refused with 401 from then on. An id \
-                that is not a UUID is a 400 on `token_id`."
+                token; another principal's token is not found. Every token descending from \
+                it (created with it through `POST /api/v1/tokens`, or with one of those, down \
+                the chain) is revoked with it, all at once; `revoked_descendants` counts those \
+                this call revoked, and a descendant revoked before keeps its `revoked_at`. \
+                Revoking a revoked token answers the same token with `already_revoked: true`. \
+                A revoked token is refused with 401 from then on. An id that is not a UUID is \
+                a 400 on `token_id`."
                 .into(),
             auth: true,
             parameters: vec![json!({
@@ -367,7 +372,7 @@ fn operations() -> Vec<Operation> {
             })],
             request: None,
             responses: vec![
-                (200, json_response("The revoked token", "Token")),
+                (200, json_response("The revoked token", "TokenRevoked")),
                 (400, problem_ref("Validation")),
                 (404, problem_ref("NotFound")),
             ],
@@ -485,7 +490,6 @@ fn lifecycle(action: LifecycleAction, path: &'static str) -> Operation {
                 400 (field `kind`)",
             "schema": { "type": "string", "enum": email_kinds() },
         }));
-        responses.push((400, problem_ref("Validation")));
     }
     Operation {
         method: "POST",
@@ -571,7 +575,8 @@ fn email_schema() -> Value {
 fn org_param() -> Value {
     json!({
         "name": "org_id", "in": "path", "required": true,
-        "description": "The organisation's slug",
+        "description": "The organisation's slug; one that breaks the naming rule is \
+            refused with 400 (field `org_id`)",
         "schema": slug_schema(MAX_SLUG_LEN),
     })
 }
@@ -579,7 +584,8 @@ fn org_param() -> Value {
 fn slug_param() -> Value {
     json!({
         "name": "slug", "in": "path", "required": true,
-        "description": "The tenant's slug",
+        "description": "The tenant's slug; one that breaks the naming rule is refused \
+            with 400 (field `slug`)",
         "schema": slug_schema(MAX_SLUG_LEN),
     })
 }
@@ -954,7 +960,10 @@ fn components() -> Value {
             },
             "Token": {
                 "type": "object",
-                "required": ["id", "name", "state", "created_at", "expires_at", "revoked_at"],
+                "required": [
+                    "id", "name", "state", "created_at", "expires_at", "revoked_at",
+                    "created_by_token",
+                ],
                 "properties": {
                     "id": { "type": "string", "format": "uuid" },
                     "name": { "type": "string" },
@@ -962,7 +971,33 @@ fn components() -> Value {
                     "created_at": timestamp,
                     "expires_at": nullable_timestamp,
                     "revoked_at": nullable_timestamp,
+                    "created_by_token": {
+                        "type": ["string", "null"], "format": "uuid",
+                        "description": "The token this one was created with; revoking that \
+                            token revokes this one. Null for tokens from `tenants bootstrap`",
+                    },
                 },
+            },
+            "TokenRevoked": {
+                "allOf": [
+                    schema_ref("Token"),
+                    {
+                        "type": "object",
+                        "required": ["already_revoked", "revoked_descendants"],
+                        "properties": {
+                            "already_revoked": {
+                                "type": "boolean",
+                                "description": "The token was revoked before this call, \
+                                    which kept its revoked_at",
+                            },
+                            "revoked_descendants": {
+                                "type": "integer", "minimum": 0,
+                                "description": "Tokens descending from this one that this \
+                                    call revoked",
+                            },
+                        },
+                    },
+                ],
             },
             "TokenList": {
                 "type": "object",

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tenant_domain::FieldError;
-use tenant_store::access::{AccessError, Authenticated, TokenInfo};
+use tenant_store::access::{AccessError, Authenticated, Revocation, TokenInfo};
 use uuid::Uuid;
 
 use super::{ApiError, ApiPath, AppState, Caller, CallerToken, JsonBody};
@@ -70,6 +70,19 @@ pub struct TokenView {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The id of the token this one was made with; `None` for bootstrap tokens.
+    pub created_by_token: Option<Uuid>,
+}
+
+/// The answer to a revocation: the token as it now is, and what the call did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// The token was revoked before this call, which changed nothing about it.
+    pub already_revoked: bool,
+    /// Tokens descending from it (made with it, or with those) revoked by this call.
+    pub revoked_descendants: u64,
 }
 
 /// The caller's tokens, oldest first.
@@ -94,6 +107,7 @@ impl TokenView {
             created_at: info.created_at,
             expires_at: info.expires_at,
             revoked_at: info.revoked_at,
+            created_by_token: info.created_by_token,
         }
     }
 }
@@ -117,10 +131,14 @@ pub async fn tokens_create(
 
     let issued = state
         .store()
-        .create_token(caller.principal.id, &name, expires_at)
+        .create_token_from(&caller, &name, expires_at)
         .await
         .map_err(|err| match err {
             AccessError::Database(err) => ApiError::from(err),
+            // Revoked (or expired) since it was authenticated: as if it had been before.
+            AccessError::ParentTokenNotLive { .. } => {
+                ApiError::Unauthorized("the token is invalid, expired or revoked".into())
+            }
             // The caller was authenticated a moment ago; its principal cannot be missing.
             other => ApiError::Internal(anyhow::Error::new(other).context("issuing a token")),
         })?;
@@ -267,8 +285,9 @@ impl<S: Send + Sync> FromRequestParts<S> for TokenId {
     }
 }
 
-/// `DELETE /api/v1/tokens/{id}`: 200 with the revoked token. Revoking a revoked token
-/// answers the same; a token that is not the caller's (unless the caller is an operator)
+/// `DELETE /api/v1/tokens/{id}`: 200 with the revoked token, revoking with it every token
+/// descending from it. Revoking a revoked token answers the same token, with
+/// `already_revoked`; a token that is not the caller's (unless the caller is an operator)
 /// is not found.
 #[tracing::instrument(
     name = "tokens_revoke",
@@ -279,15 +298,28 @@ pub async fn tokens_revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
     TokenId(id): TokenId,
-) -> Result<Json<TokenView>, ApiError> {
+) -> Result<Json<TokenRevoked>, ApiError> {
     let owner = (!caller.platform_operator).then_some(caller.id);
-    let revoked = state
+    let Revocation {
+        token,
+        already_revoked,
+        revoked_descendants,
+    } = state
         .store()
         .revoke_token_by(id, owner)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("token {id} not found")))?;
-    tracing::info!(owner = %revoked.principal_id, "api token revoked");
-    Ok(Json(TokenView::from_info(revoked, Utc::now())))
+    tracing::info!(
+        owner = %token.principal_id,
+        already_revoked,
+        revoked_descendants,
+        "api token revoked"
+    );
+    Ok(Json(TokenRevoked {
+        token: TokenView::from_info(token, Utc::now()),
+        already_revoked,
+        revoked_descendants,
+    }))
 }
 
 #[cfg(test)]
@@ -381,6 +413,51 @@ mod tests {
     }
 
     #[test]
+    fn a_revocation_is_the_token_with_two_more_fields() {
+        let now = Utc::now();
+        let revoked = TokenRevoked {
+            token: TokenView {
+                id: Uuid::nil(),
+                name: "ci".into(),
+                state: "revoked".into(),
+                created_at: now,
+                expires_at: None,
+                revoked_at: Some(now),
+                created_by_token: Some(Uuid::nil()),
+            },
+            already_revoked: false,
+            revoked_descendants: 2,
+        };
+        let json = serde_json::to_value(&revoked).unwrap();
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "already_revoked",
+                "created_at",
+                "created_by_token",
+                "expires_at",
+                "id",
+                "name",
+                "revoked_at",
+                "revoked_descendants",
+                "state"
+            ]
+        );
+        assert_eq!(json["revoked_descendants"], 2);
+        assert_eq!(
+            serde_json::from_value::<TokenRevoked>(json).unwrap(),
+            revoked
+        );
+    }
+
+    #[test]
     fn states_follow_revocation_and_expiry() {
         let now = Utc::now();
         let info = |expires_at, revoked_at| TokenInfo {
@@ -390,6 +467,7 @@ mod tests {
             created_at: now,
             expires_at,
             revoked_at,
+            created_by_token: None,
         };
         let state = |i| TokenView::from_info(i, now).state;
         assert_eq!(state(info(None, None)), "active");
