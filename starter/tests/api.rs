@@ -1087,3 +1087,237 @@ async fn malformed_paths_and_queries_are_refused_naming_the_parameter() {
     );
     assert_eq!(app.count("tenants").await, 0);
 }
+
+/// Organisation and tenant path segments are checked with the domain's naming rule, as body
+/// fields are: one that breaks it is a 400 naming the segment (`org_id`, `slug`) with the
+/// rule's own message, for every role alike, and never repeats more of the name than the
+/// rule allows. Such a name cannot exist, so the 400 tells nobody anything about an
+/// organisation; the token is still checked first, and a well-formed name is answered as
+/// before (404 for what the caller cannot see, 403 for a member's action).
+#[tokio::test]
+async fn path_segments_are_checked_with_the_naming_rule() {
+    use reqwest::Method;
+    use tenant_domain::validation::{MAX_SLUG_LEN, check_slug};
+
+    let app = spawn_app().await;
+    let owner = app.org("acme", "alice").await;
+    let member = app.member("mia", "acme", Role::Member).await;
+    let outsider = app.org("globex", "olga").await;
+    let operator = app.operator("ops").await;
+    let tenants = "/api/v1/organizations/acme/tenants";
+    let long = "a".repeat(5000);
+
+    // (method, path, the refused segments with their decoded values and codes)
+    let cases: Vec<(Method, String, Vec<(&str, &str, &str)>)> = vec![
+        (
+            Method::GET,
+            "/api/v1/organizations/ORGA/tenants".into(),
+            vec![("org_id", "ORGA", "pattern")],
+        ),
+        (
+            Method::POST,
+            "/api/v1/organizations/ORGA/tenants".into(),
+            vec![("org_id", "ORGA", "pattern")],
+        ),
+        (
+            Method::GET,
+            format!("{tenants}/Prod"),
+            vec![("slug", "Prod", "pattern")],
+        ),
+        (
+            Method::GET,
+            format!("{tenants}/{long}"),
+            vec![("slug", &long, "too_long")],
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/organizations/{long}/tenants/{long}/events"),
+            vec![("org_id", &long, "too_long"), ("slug", &long, "too_long")],
+        ),
+        (
+            Method::GET,
+            format!("{tenants}/a%00b"),
+            vec![("slug", "a\0b", "pattern")],
+        ),
+        (
+            Method::POST,
+            format!("{tenants}/prod--x/suspend"),
+            vec![("slug", "prod--x", "pattern")],
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/organizations/1acme/tenants/-x/emails/welcome/resend"),
+            vec![("org_id", "1acme", "pattern"), ("slug", "-x", "pattern")],
+        ),
+    ];
+    for (method, path, refused) in &cases {
+        let shown: String = path.chars().take(80).collect();
+        for (who, token) in [
+            ("owner", &owner),
+            ("member", &member),
+            ("outsider", &outsider),
+            ("operator", &operator),
+        ] {
+            let context = format!("{who}: {method} {shown}");
+            let mut call = app
+                .http
+                .request(method.clone(), format!("{}{path}", app.base))
+                .bearer_auth(token);
+            if *method == Method::POST {
+                call = call.json(&request("prod"));
+            }
+            let answer = app.answer(call).await;
+            assert_problem(&answer, StatusCode::BAD_REQUEST, "validation");
+            let expected: Vec<(String, String)> = refused
+                .iter()
+                .map(|(field, _, code)| (field.to_string(), code.to_string()))
+                .collect();
+            assert_eq!(
+                field_errors(&answer),
+                expected,
+                "{context}: {}",
+                answer.body
+            );
+            for (i, (field, value, _)) in refused.iter().enumerate() {
+                // The very message a body field gets from the rule.
+                assert_eq!(
+                    answer.body["errors"][i]["message"],
+                    check_slug(field, value).unwrap_err().message,
+                    "{context}"
+                );
+            }
+            let text = answer.body.to_string();
+            assert!(
+                !text.contains(&"a".repeat(MAX_SLUG_LEN + 1)),
+                "{context}: the problem repeats the long name: {} bytes",
+                text.len()
+            );
+        }
+
+        // Without a token the answer is 401, whatever the path holds.
+        let anonymous = app
+            .answer(
+                app.http
+                    .request(method.clone(), format!("{}{path}", app.base)),
+            )
+            .await;
+        assert_problem(&anonymous, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+
+    // Well-formed names are answered as before.
+    assert_problem(
+        &app.get(&format!("{tenants}/prod"), &outsider).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
+    assert_problem(
+        &app.get("/api/v1/organizations/ghost/tenants", &operator)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
+    assert_problem(
+        &app.post(&format!("{tenants}/prod/suspend"), &member).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let missing = app.get(&format!("{tenants}/prod"), &owner).await;
+    assert_problem(&missing, StatusCode::NOT_FOUND, "not-found");
+    assert_eq!(
+        missing.body["detail"],
+        "tenant prod not found in organisation acme"
+    );
+    // The longest names the rule allows are names, not refusals.
+    let longest = "a".repeat(MAX_SLUG_LEN);
+    assert_problem(
+        &app.get(&format!("{tenants}/{longest}"), &owner).await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+    );
+    assert_eq!(app.count("tenants").await, 0);
+}
+
+/// Refused fields say what is wrong in our words: an empty optional name, an address over
+/// one of its length limits, and a number of the wrong type in any JSON body.
+#[tokio::test]
+async fn field_messages_say_what_to_change() {
+    let app = spawn_app().await;
+    let owner = app.org("acme", "alice").await;
+    let message = |answer: &Answer| {
+        answer.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let mut body = request("prod");
+    body["name"] = json!("");
+    let answer = app.create("acme", &owner, body).await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST, "validation");
+    assert_eq!(
+        field_errors(&answer),
+        vec![("name".into(), "required".into())]
+    );
+    assert_eq!(
+        message(&answer),
+        "name must not be empty; leave it out to use the slug"
+    );
+
+    let mut body = request("prod");
+    body["first_admin_email"] = json!(format!("{}@example.com", "a".repeat(100)));
+    let answer = app.create("acme", &owner, body).await;
+    assert_eq!(
+        field_errors(&answer),
+        vec![("first_admin_email".into(), "invalid_email".into())]
+    );
+    assert!(message(&answer).contains("at most 64"), "{}", answer.body);
+
+    let mut body = request("prod");
+    body["first_admin_email"] = json!(format!("admin@{}.example.com", "b".repeat(70)));
+    let answer = app.create("acme", &owner, body).await;
+    assert!(message(&answer).contains("at most 63"), "{}", answer.body);
+
+    let mut body = request("prod");
+    body["slug"] = json!(7);
+    let answer = app.create("acme", &owner, body).await;
+    assert_eq!(
+        field_errors(&answer),
+        vec![("slug".into(), "invalid_type".into())]
+    );
+    assert_eq!(
+        message(&answer),
+        "slug must be a string; got a whole number"
+    );
+
+    // The token body is parsed by the same extractor: serde's wording never reaches a client.
+    for days in [json!(1e20), json!(2.5), json!("30"), json!(-1)] {
+        let answer = app
+            .answer(
+                app.http
+                    .post(format!("{}/api/v1/tokens", app.base))
+                    .bearer_auth(&owner)
+                    .json(&json!({ "name": "ci", "expires_in_days": days })),
+            )
+            .await;
+        assert_problem(&answer, StatusCode::BAD_REQUEST, "validation");
+        assert_eq!(
+            field_errors(&answer),
+            vec![("expires_in_days".into(), "invalid_type".into())],
+            "{days}"
+        );
+        let text = message(&answer);
+        assert!(
+            text.starts_with("expires_in_days must be a whole number"),
+            "{days}: {text}"
+        );
+        for serde_words in [
+            "invalid type",
+            "invalid value",
+            "expected u32",
+            "floating point",
+        ] {
+            assert!(!text.contains(serde_words), "{days}: {text}");
+        }
+    }
+    assert_eq!(app.count("tenants").await, 0);
+}

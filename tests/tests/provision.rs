@@ -445,7 +445,9 @@ async fn quota_holds_under_concurrent_requests() -> anyhow::Result<()> {
     let answer = stack
         .api(reqwest::Method::GET, &path, Some(&stack.owner_token), None)
         .await?;
-    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
+    // A slug that breaks the naming rule (here a NUL byte) is refused as the path's `slug`.
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.body["errors"][0]["field"], "slug", "{}", answer.body);
 
     let answer = reqwest::Client::new()
         .get(format!(

@@ -19,12 +19,21 @@ use axum::http::{HeaderMap, header};
 use percent_encoding::percent_decode_str;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess};
 
+use tenant_domain::FieldError;
+use tenant_domain::validation::check_slug;
+
 use super::ApiError;
 
 /// A path extractor whose rejections name the path parameter, e.g. a segment that is not
 /// valid UTF-8 once percent-decoded: 400 with the parameter (`org_id`, `slug`, `kind`) as
-/// the field.
+/// the field. The organisation (`org_id`) and tenant (`slug`) segments are checked with the
+/// domain's naming rule, as a request body's are: a name that breaks it cannot exist, so the
+/// 400 says nothing about any organisation, and handlers only ever see well-formed names.
+/// Handlers take the caller before the path, so a missing token is still a 401 first.
 pub struct ApiPath<T>(pub T);
+
+/// Path parameters that name an organisation or a tenant, checked with the naming rule.
+const NAMED_BY_THE_RULE: [&str; 2] = ["org_id", "slug"];
 
 impl<T, S> FromRequestParts<S> for ApiPath<T>
 where
@@ -34,11 +43,48 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(path_problem(rejection)),
+        let value = match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => value,
+            Err(rejection) => return Err(path_problem(rejection)),
+        };
+        // Read again by name; it decoded once already, so this cannot fail differently.
+        let named = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(path_problem)?;
+        let refused: Vec<FieldError> = named
+            .0
+            .iter()
+            .filter(|(key, _)| NAMED_BY_THE_RULE.contains(&key.as_str()))
+            .filter_map(|(key, value)| check_slug(key, value).err())
+            .collect();
+        if !refused.is_empty() {
+            return Err(ApiError::invalid_fields(refused));
+        }
+        Ok(Self(value))
+    }
+}
+
+/// Longest client-given name (an unknown field or query parameter) a problem repeats.
+/// No field or parameter of ours is nearly this long.
+pub const MAX_ECHOED_NAME: usize = 64;
+
+/// `value` as a problem detail may repeat it: at most `max_chars` characters (then `…`), and
+/// control characters written as escapes, so a client's oversized or hostile input is never
+/// sent back whole.
+pub fn echo(value: &str, max_chars: usize) -> String {
+    let mut shown = String::new();
+    for (i, c) in value.chars().enumerate() {
+        if i == max_chars {
+            shown.push('…');
+            break;
+        }
+        if c.is_control() {
+            shown.extend(c.escape_default());
+        } else {
+            shown.push(c);
         }
     }
+    shown
 }
 
 fn path_problem(rejection: PathRejection) -> ApiError {
@@ -99,8 +145,9 @@ where
                 {
                     let known = expected.trim_start_matches(", expected ");
                     let known = known.strip_prefix("one of ").unwrap_or(known);
+                    let name = echo(name, MAX_ECHOED_NAME);
                     return ApiError::field(
-                        name,
+                        &name,
                         "unknown_parameter",
                         format!("unknown query parameter {name}; this endpoint takes {known}"),
                     );
@@ -136,11 +183,12 @@ fn query_params(query: &str) -> Result<Vec<(String, String)>, ApiError> {
                 "a query parameter name is not valid UTF-8 once percent-decoded",
             )
         })?;
+        let shown = echo(&name, MAX_ECHOED_NAME);
         let value = decode(raw_value).map_err(|_| {
             ApiError::field(
-                &name,
+                &shown,
                 "invalid_utf8",
-                format!("query parameter {name} is not valid UTF-8 once percent-decoded"),
+                format!("query parameter {shown} is not valid UTF-8 once percent-decoded"),
             )
         })?;
         if name.is_empty() {
@@ -148,9 +196,9 @@ fn query_params(query: &str) -> Result<Vec<(String, String)>, ApiError> {
         }
         if !seen.insert(name.clone()) {
             return Err(ApiError::field(
-                &name,
+                &shown,
                 "duplicate",
-                format!("query parameter {name} is given more than once; give it once"),
+                format!("query parameter {shown} is given more than once; give it once"),
             ));
         }
         params.push((name, value));
@@ -220,7 +268,8 @@ impl JsonBody {
 }
 
 fn duplicate_key(key: &str) -> ApiError {
-    ApiError::field(key, "duplicate_key", format!("duplicate key `{key}`"))
+    let key = echo(key, MAX_ECHOED_NAME);
+    ApiError::field(&key, "duplicate_key", format!("duplicate key `{key}`"))
 }
 
 /// The first key that appears twice within one object, anywhere in a JSON document, as a
@@ -335,7 +384,8 @@ pub(super) fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Maps a serde error to a field-level validation problem. serde reports unknown and
-/// missing fields only in its message, so the field name is read from the backticks there.
+/// missing fields only in its message, so the field name is read from the backticks there;
+/// its type errors are put in our words (see [`type_message`]).
 fn body_error(path: String, err: serde_json::Error) -> ApiError {
     use serde_json::error::Category;
 
@@ -351,7 +401,11 @@ fn body_error(path: String, err: serde_json::Error) -> ApiError {
             format!("the body is not valid JSON: {message}"),
         );
     }
-    let quoted = message.split('`').nth(1).map(str::to_owned);
+    let path = echo(&path, MAX_ECHOED_NAME);
+    let quoted = message
+        .split('`')
+        .nth(1)
+        .map(|name| echo(name, MAX_ECHOED_NAME));
     let prefixed = |name: &str| {
         if path == "." {
             name.to_owned()
@@ -360,6 +414,7 @@ fn body_error(path: String, err: serde_json::Error) -> ApiError {
         }
     };
     if let (Some(name), true) = (&quoted, message.starts_with("unknown field")) {
+        // The names after `expected` are the struct's own fields, never the client's.
         let allowed = message
             .split_once("expected ")
             .map(|(_, rest)| rest.replace('`', ""))
@@ -385,7 +440,82 @@ fn body_error(path: String, err: serde_json::Error) -> ApiError {
         return ApiError::field(&prefixed(name), "required", format!("{name} is required"));
     }
     let field = if path == "." { "body".to_owned() } else { path };
+    let message = type_message(&field, &message)
+        // Another type's own error (a UUID, a date): shown, but never at any length.
+        .unwrap_or_else(|| format!("{field} is invalid: {}", echo(&message, 200)));
     ApiError::field(&field, "invalid_type", message)
+}
+
+/// serde's `invalid type: <got>, expected <wanted>`, `invalid value: …` and `unknown variant
+/// …` in our words, naming the field and never repeating the value, e.g. `expires_in_days
+/// must be a whole number; got a number with a fraction or an exponent`. `None` for any
+/// other message.
+fn type_message(field: &str, message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        // `one of `a`, `b`, `c``, `` `a` or `b` `` or `` `a` ``: our type's variants.
+        let allowed = rest.split_once(", expected ")?.1;
+        return Some(format!("{field} must be {}", allowed.replace('`', "")));
+    }
+    let (out_of_range, rest) = match message.strip_prefix("invalid type: ") {
+        Some(rest) => (false, rest),
+        None => (true, message.strip_prefix("invalid value: ")?),
+    };
+    // The expected part is our type's; the value before it may contain anything.
+    let (got, expected) = rest.rsplit_once(", expected ")?;
+    let got = if got.starts_with("string ") {
+        "a string"
+    } else if got.starts_with("integer ") {
+        "a whole number"
+    } else if got.starts_with("floating point ") {
+        "a number with a fraction or an exponent"
+    } else if got.starts_with("boolean ") {
+        "true or false"
+    } else if got == "null" || got == "unit value" {
+        "null"
+    } else if got == "map" {
+        "an object"
+    } else if got == "sequence" {
+        "a list"
+    } else {
+        "a value of another type"
+    };
+    let wanted = match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64" | "i128"
+        | "isize" => {
+            if out_of_range && got == "a whole number" {
+                return Some(format!(
+                    "{field} must be a whole number from {}",
+                    integer_range(expected)?
+                ));
+            }
+            "a whole number"
+        }
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" | "a string or bytes" | "a character" => "a string",
+        "a boolean" => "true or false",
+        "a sequence" => "a list (a JSON array)",
+        "a map" => "an object",
+        other if other.starts_with("struct ") => "an object",
+        other if other.starts_with("tuple") => "a list (a JSON array)",
+        _ => return None,
+    };
+    Some(format!("{field} must be {wanted}; got {got}"))
+}
+
+/// `0 to 4294967295` for `u32`, from the type's own bounds.
+fn integer_range(type_name: &str) -> Option<String> {
+    let (min, max) = match type_name {
+        "u8" => (0, i128::from(u8::MAX)),
+        "u16" => (0, i128::from(u16::MAX)),
+        "u32" => (0, i128::from(u32::MAX)),
+        "u64" | "usize" => (0, i128::from(u64::MAX)),
+        "i8" => (i128::from(i8::MIN), i128::from(i8::MAX)),
+        "i16" => (i128::from(i16::MIN), i128::from(i16::MAX)),
+        "i32" => (i128::from(i32::MIN), i128::from(i32::MAX)),
+        "i64" | "isize" => (i128::from(i64::MIN), i128::from(i64::MAX)),
+        _ => return None,
+    };
+    Some(format!("{min} to {max}"))
 }
 
 #[cfg(test)]
@@ -399,6 +529,26 @@ mod tests {
         slug: String,
         name: Option<String>,
         tags: Vec<serde_json::Value>,
+        expires_in_days: Option<u32>,
+        offset: i16,
+        live: bool,
+        color: Option<Color>,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Color {
+        Red,
+        Green,
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        depth: u8,
     }
 
     fn refused(json: &str) -> (String, String, String) {
@@ -437,6 +587,119 @@ mod tests {
         );
         assert_eq!(field_and_code("[]"), ("body".into(), "invalid_type".into()));
         assert_eq!(field_and_code(""), ("body".into(), "required".into()));
+    }
+
+    #[test]
+    fn type_errors_are_in_our_words_and_never_repeat_the_value() {
+        let cases = [
+            (
+                r#"{"expires_in_days":1e20}"#,
+                "expires_in_days",
+                "expires_in_days must be a whole number; got a number with a fraction or an \
+                 exponent",
+            ),
+            (
+                r#"{"expires_in_days":-1}"#,
+                "expires_in_days",
+                "expires_in_days must be a whole number from 0 to 4294967295",
+            ),
+            (
+                r#"{"expires_in_days":5000000000}"#,
+                "expires_in_days",
+                "expires_in_days must be a whole number from 0 to 4294967295",
+            ),
+            (
+                r#"{"offset":40000}"#,
+                "offset",
+                "offset must be a whole number from -32768 to 32767",
+            ),
+            (
+                r#"{"expires_in_days":"30"}"#,
+                "expires_in_days",
+                "expires_in_days must be a whole number; got a string",
+            ),
+            (
+                r#"{"slug":3}"#,
+                "slug",
+                "slug must be a string; got a whole number",
+            ),
+            (
+                r#"{"slug":null}"#,
+                "slug",
+                "slug must be a string; got null",
+            ),
+            (
+                r#"{"name":{"a":1}}"#,
+                "name",
+                "name must be a string; got an object",
+            ),
+            (
+                r#"{"tags":"x"}"#,
+                "tags",
+                "tags must be a list (a JSON array); got a string",
+            ),
+            (
+                r#"{"live":"yes"}"#,
+                "live",
+                "live must be true or false; got a string",
+            ),
+            (r#"{"color":"blue"}"#, "color", "color must be red or green"),
+            (
+                r#"{"inner":"x"}"#,
+                "inner",
+                "inner must be an object; got a string",
+            ),
+            (
+                r#"{"inner":{"depth":1.5}}"#,
+                "inner.depth",
+                "inner.depth must be a whole number; got a number with a fraction or an \
+                 exponent",
+            ),
+        ];
+        for (json, field, message) in cases {
+            assert_eq!(
+                refused(json),
+                (field.into(), "invalid_type".into(), message.into()),
+                "{json}"
+            );
+        }
+        // A long wrong value is not sent back.
+        let long = format!(r#"{{"expires_in_days":"{}"}}"#, "9".repeat(5000));
+        let (_, _, message) = refused(&long);
+        assert!(!message.contains("999"), "{message}");
+    }
+
+    #[test]
+    fn client_names_are_echoed_short() {
+        let key = "k".repeat(5000);
+        let (field, code, message) = refused(&format!(r#"{{"{key}":1}}"#));
+        assert_eq!(code, "unknown_field");
+        assert_eq!(field, format!("{}…", "k".repeat(MAX_ECHOED_NAME)));
+        assert!(message.len() < 300, "{message}");
+        let (field, code, _) = refused(&format!(r#"{{"inner":{{"{key}":1}}}}"#));
+        assert_eq!(code, "unknown_field");
+        assert!(field.chars().count() <= MAX_ECHOED_NAME + 1, "{field}");
+        let (field, code, message) = refused(&format!(r#"{{"{key}":1,"{key}":2}}"#));
+        assert_eq!(code, "duplicate_key");
+        assert!(field.len() < 100 && message.len() < 100, "{message}");
+        let Err(ApiError::Validation { errors, detail }) =
+            query_params(&format!("{key}=1&{key}=2"))
+        else {
+            panic!("a repeated parameter was taken")
+        };
+        assert_eq!(errors[0].code, "duplicate");
+        assert!(
+            detail.len() < 200 && errors[0].field.len() < 100,
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn echoes_are_cut_and_escaped() {
+        assert_eq!(echo("prod", 30), "prod");
+        assert_eq!(echo(&"a".repeat(30), 30), "a".repeat(30));
+        assert_eq!(echo(&"é".repeat(31), 30), format!("{}…", "é".repeat(30)));
+        assert_eq!(echo("a\u{1b}[31mb\n\0", 30), "a\\u{1b}[31mb\\n\\u{0}");
     }
 
     #[test]

@@ -473,11 +473,12 @@ fn lifecycle(action: LifecycleAction, path: &'static str) -> Operation {
          delivery status shows in the tenant's `emails`"
     };
     let mut parameters = vec![org_param(), slug_param()];
-    let mut responses = vec![
+    let responses = vec![
         (
             202,
             json_response("The workflow accepted the action", "ActionAnswer"),
         ),
+        (400, problem_ref("Validation")),
         (403, problem_ref("Forbidden")),
         (404, problem_ref("NotFound")),
         (409, problem_ref("Conflict")),

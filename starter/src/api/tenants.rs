@@ -890,17 +890,16 @@ pub(super) async fn find_tenant(
     org: &str,
     slug: &str,
 ) -> Result<TenantRow, ApiError> {
-    // A slug that breaks the naming rule cannot exist; refusing it here also keeps bytes
-    // PostgreSQL cannot store (NUL) away from the query.
-    let well_formed = |s: &str| {
-        s.len() <= tenant_domain::validation::MAX_SLUG_LEN
-            && tenant_domain::validation::matches_name_pattern(s)
-    };
+    // `ApiPath` refuses such names with a 400 first; this keeps any other caller's bytes that
+    // PostgreSQL cannot store (NUL) away from the query, and its detail short.
+    let max = tenant_domain::validation::MAX_SLUG_LEN;
+    let well_formed =
+        |s: &str| s.len() <= max && tenant_domain::validation::matches_name_pattern(s);
     if !well_formed(org) || !well_formed(slug) {
         return Err(ApiError::NotFound(format!(
             "tenant {} not found in organisation {}",
-            slug.escape_default(),
-            org.escape_default()
+            super::extract::echo(slug, max),
+            super::extract::echo(org, max)
         )));
     }
     state
