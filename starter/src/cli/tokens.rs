@@ -16,7 +16,8 @@ use super::{ClientError, Outcome, OutputFormat, report};
 use crate::api::Problem;
 use crate::api::tenants::PATH_SEGMENT;
 use crate::api::tokens::{
-    CreateTokenBody, MAX_EXPIRES_IN_DAYS, TokenCreated, TokenList, TokenView, check_token_request,
+    CreateTokenBody, MAX_EXPIRES_IN_DAYS, TokenCreated, TokenList, TokenRevoked, TokenView,
+    check_token_request,
 };
 
 #[derive(Args)]
@@ -48,7 +49,10 @@ enum TokensCommand {
     },
     /// List your tokens: id, name, state and dates, never the token itself
     List,
-    /// Revoke a token by id; it is refused from then on (operators may revoke anyone's)
+    /// Revoke a token by id, and every token created with it (operators may revoke anyone's)
+    ///
+    /// The token, the tokens created with it, the tokens created with those and so on are
+    /// refused from then on. Revoking a revoked token succeeds and says so.
     Revoke {
         /// The token's id, as `tenants tokens list` shows it
         id: Uuid,
@@ -131,12 +135,34 @@ async fn revoke(
     format: OutputFormat,
 ) -> Result<Outcome, ClientError> {
     let path = format!("/{}", utf8_percent_encode(&id.to_string(), PATH_SEGMENT));
-    let (raw, revoked): (_, TokenView) = client.call::<(), _>(Method::DELETE, &path, None).await?;
+    let (raw, revoked): (_, TokenRevoked) =
+        client.call::<(), _>(Method::DELETE, &path, None).await?;
     match format {
         OutputFormat::Json => print_json(&raw),
-        OutputFormat::Table => println!("revoked token {} ({})", revoked.id, revoked.name),
+        OutputFormat::Table => println!("{}", revocation_line(&revoked)),
     }
     Ok(Outcome::Success)
+}
+
+/// What a revocation did, in one line. "Tokens it created" counts the whole lineage:
+/// tokens created with it, with those, and so on.
+fn revocation_line(revoked: &TokenRevoked) -> String {
+    let token = format!("token {} ({})", revoked.token.id, revoked.token.name);
+    let descendants = match revoked.revoked_descendants {
+        0 => None,
+        1 => Some("1 token it created".to_owned()),
+        n => Some(format!("{n} tokens it created")),
+    };
+    match (revoked.already_revoked, descendants) {
+        (false, None) => format!("revoked {token}"),
+        (false, Some(descendants)) => format!("revoked {token} and {descendants}"),
+        (true, None) => format!("{token} was already revoked"),
+        // Only tokens somehow left live under a revoked one, e.g. made while the lineage
+        // was not yet recorded and linked later by hand.
+        (true, Some(descendants)) => {
+            format!("{token} was already revoked; revoked {descendants} now")
+        }
+    }
 }
 
 fn print_tokens(tokens: &[TokenView]) {
@@ -239,5 +265,47 @@ impl TokensClient {
         let decoded = serde_json::from_value(value.clone())
             .map_err(|e| unexpected(status, format!("a body this CLI cannot read ({e})")))?;
         Ok((value, decoded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revocation_lines_say_what_was_revoked() {
+        let id = Uuid::nil();
+        let line = |already_revoked, revoked_descendants| {
+            revocation_line(&TokenRevoked {
+                token: TokenView {
+                    id,
+                    name: "ci".into(),
+                    state: "revoked".into(),
+                    created_at: chrono::Utc::now(),
+                    expires_at: None,
+                    revoked_at: Some(chrono::Utc::now()),
+                    created_by_token: None,
+                },
+                already_revoked,
+                revoked_descendants,
+            })
+        };
+        assert_eq!(line(false, 0), format!("revoked token {id} (ci)"));
+        assert_eq!(
+            line(false, 1),
+            format!("revoked token {id} (ci) and 1 token it created")
+        );
+        assert_eq!(
+            line(false, 2),
+            format!("revoked token {id} (ci) and 2 tokens it created")
+        );
+        assert_eq!(
+            line(true, 0),
+            format!("token {id} (ci) was already revoked")
+        );
+        assert_eq!(
+            line(true, 3),
+            format!("token {id} (ci) was already revoked; revoked 3 tokens it created now")
+        );
     }
 }
