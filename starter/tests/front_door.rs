@@ -4,8 +4,9 @@
 //!
 //! Covers every refusal of a create request (status, problem type, field) and that none
 //! of them wrote anything; who may do what in which organisation; API tokens (create,
-//! list, revoke, expiry) through the API and the CLI; `Idempotency-Key`; the rules
-//! endpoint; and the OpenAPI document against the router, in both directions.
+//! list, revoke with every token descending from it, expiry) through the API and the CLI;
+//! `Idempotency-Key`; the rules endpoint; and the OpenAPI document against the router, in
+//! both directions.
 //!
 //! Needs PostgreSQL (TP_TEST_PG) and the Temporal, Caddy and maildev binaries the harness
 //! finds (scripts/test.sh sets them); the application binaries are not needed.
@@ -757,10 +758,13 @@ async fn tokens_are_issued_listed_revoked_and_expire() {
                 "created_at",
                 "expires_at",
                 "revoked_at",
+                "created_by_token",
             ],
         );
         assert_eq!(item["state"], "active");
     }
+    assert_eq!(items[0]["created_by_token"], Value::Null, "bootstrap");
+    assert_eq!(items[1]["created_by_token"], items[0]["id"], "made with it");
     // Never a token's value or hash, nor another principal's token.
     let text = listed.body.to_string();
     assert!(!text.contains(&token) && !text.contains(&owner[3..]) && !text.contains("sha"));
@@ -884,8 +888,10 @@ async fn tokens_are_issued_listed_revoked_and_expire() {
         )
         .await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
-    conforms(&doc, "Token", &revoked.body);
+    conforms(&doc, "TokenRevoked", &revoked.body);
     assert_eq!(revoked.body["state"], "revoked");
+    assert_eq!(revoked.body["already_revoked"], false);
+    assert_eq!(revoked.body["revoked_descendants"], 0);
     let again = app
         .call(
             Method::DELETE,
@@ -899,6 +905,7 @@ async fn tokens_are_issued_listed_revoked_and_expire() {
         again.body["revoked_at"], revoked.body["revoked_at"],
         "revoking twice changes nothing"
     );
+    assert_eq!(again.body["already_revoked"], true);
 
     // An operator may revoke anyone's token.
     let members_id = app.get("/api/v1/tokens", &member).await.body["items"][0]["id"]
@@ -1216,6 +1223,237 @@ async fn tokens_never_outlive_the_token_that_creates_them() {
         .as_str()
         .unwrap();
     assert!(described.contains("exceeds_caller_token"), "{described}");
+}
+
+/// Nor does a token survive the token that creates it: revoking a token revokes every token
+/// descending from it, all at once, and the answer says how many and whether the token was
+/// revoked already. Tokens made otherwise (a sibling from the bootstrap token, another
+/// principal's) are untouched; revoking a child leaves its parent working; descendants
+/// revoked before keep their `revoked_at`. A token created while its parent is being revoked
+/// is revoked too, or never issued.
+#[tokio::test]
+async fn revoking_a_token_revokes_every_token_it_created() {
+    let started = FrontDoor::start().await;
+    let app = &started;
+    let owner = app.org("acme", "alice").await;
+    let member = app.member("mia", "acme", Role::Member).await;
+    let operator = app.operator("ops").await;
+    let document = app.document().await;
+    let doc = &document;
+    let issue = |token: String, name: &'static str| async move {
+        let answer = app
+            .call(
+                Method::POST,
+                "/api/v1/tokens",
+                Some(&token),
+                Some(&json!({ "name": name })),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::CREATED,
+            "{name}: {}",
+            answer.body
+        );
+        let text = |k: &str| answer.body[k].as_str().unwrap().to_owned();
+        (text("token"), text("id"))
+    };
+    let revoke = |token: String, id: String| async move {
+        let answer = app
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/tokens/{id}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        conforms(doc, "TokenRevoked", &answer.body);
+        assert_eq!(answer.body["state"], "revoked");
+        answer.body
+    };
+    let works = |token: String| async move {
+        app.get("/api/v1/tokens", &token).await.status == StatusCode::OK
+    };
+    let listed = |token: String| async move {
+        let answer = app.get("/api/v1/tokens", &token).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        answer.body["items"].as_array().unwrap().clone()
+    };
+    let find = |items: &[Value], id: &str| -> Value {
+        items
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed"))
+            .clone()
+    };
+
+    // alice's bootstrap token makes `parent` and `sibling`; parent → child → grandchild,
+    // and parent → spare → spare-child.
+    let (parent, parent_id) = issue(owner.clone(), "parent").await;
+    let (sibling, _) = issue(owner.clone(), "sibling").await;
+    let (child, child_id) = issue(parent.clone(), "child").await;
+    let (grandchild, grandchild_id) = issue(child.clone(), "grandchild").await;
+    let (spare, spare_id) = issue(parent.clone(), "spare").await;
+    let (spare_child, _) = issue(spare.clone(), "spare-child").await;
+    let (mias, _) = issue(member.clone(), "mias").await;
+
+    // Each lists the token it was made with.
+    let items = listed(owner.clone()).await;
+    let bootstrap_id = items[0]["id"].as_str().unwrap();
+    assert_eq!(items[0]["created_by_token"], Value::Null);
+    for (id, made_with) in [
+        (&parent_id, bootstrap_id),
+        (&child_id, &parent_id),
+        (&grandchild_id, &child_id),
+        (&spare_id, &parent_id),
+    ] {
+        assert_eq!(find(&items, id)["created_by_token"], *made_with);
+    }
+
+    // Revoking a child takes its own descendants, not its parent or its siblings.
+    let body = revoke(owner.clone(), spare_id.clone()).await;
+    assert_eq!(body["already_revoked"], false);
+    assert_eq!(body["revoked_descendants"], 1);
+    assert!(!works(spare.clone()).await && !works(spare_child.clone()).await);
+    for token in [&parent, &child, &grandchild] {
+        assert!(
+            works(token.clone()).await,
+            "a child's revocation reached up"
+        );
+    }
+    let spare_revoked_at = body["revoked_at"].clone();
+    let spare_child_revoked_at = listed(owner.clone())
+        .await
+        .iter()
+        .find(|t| t["name"] == "spare-child")
+        .unwrap()["revoked_at"]
+        .clone();
+
+    // Revoking the parent (here with another of alice's tokens) takes child and
+    // grandchild, and counts only those this call revoked.
+    let body = revoke(sibling.clone(), parent_id.clone()).await;
+    assert_eq!(body["already_revoked"], false, "{body}");
+    assert_eq!(body["revoked_descendants"], 2, "{body}");
+    for (what, token) in [
+        ("parent", &parent),
+        ("child", &child),
+        ("grandchild", &grandchild),
+    ] {
+        for (method, body) in [
+            (Method::GET, None),
+            (Method::POST, Some(json!({ "name": "more" }))),
+        ] {
+            app.call(method.clone(), "/api/v1/tokens", Some(token), body.as_ref())
+                .await
+                .assert_problem(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    &format!("{what} after its lineage was revoked, {method}"),
+                );
+        }
+    }
+    for (what, token) in [("owner", &owner), ("sibling", &sibling), ("mia's", &mias)] {
+        assert!(works(token.clone()).await, "{what} token was revoked too");
+    }
+    let items = listed(owner.clone()).await;
+    for id in [&child_id, &grandchild_id] {
+        let token = find(&items, id);
+        assert_eq!(token["state"], "revoked");
+        assert_eq!(
+            token["revoked_at"], body["revoked_at"],
+            "revoked in the same transaction as the parent"
+        );
+    }
+    assert_eq!(find(&items, &spare_id)["revoked_at"], spare_revoked_at);
+    let spare_child_now = items.iter().find(|t| t["name"] == "spare-child").unwrap();
+    assert_eq!(spare_child_now["revoked_at"], spare_child_revoked_at);
+
+    // Again: nothing changes, and the answer says so.
+    let again = revoke(owner.clone(), parent_id.clone()).await;
+    assert_eq!(again["already_revoked"], true);
+    assert_eq!(again["revoked_descendants"], 0);
+    assert_eq!(again["revoked_at"], body["revoked_at"]);
+
+    // An operator's revocation takes the lineage too.
+    let (mias_child, _) = issue(mias.clone(), "mias-child").await;
+    let mias_id = listed(member.clone())
+        .await
+        .iter()
+        .find(|t| t["name"] == "mias")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = revoke(operator.clone(), mias_id).await;
+    assert_eq!(body["revoked_descendants"], 1, "{body}");
+    assert!(!works(mias_child).await);
+    assert!(works(member.clone()).await);
+
+    // The CLI says what it revoked, and that a revoked token was already revoked.
+    let (cli_parent, cli_parent_id) = issue(owner.clone(), "cli-parent").await;
+    let (cli_child, _) = issue(cli_parent.clone(), "cli-child").await;
+    issue(cli_child.clone(), "cli-grandchild").await;
+    let out = app.cli(&owner, &["tokens", "revoke", &cli_parent_id]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("revoked token {cli_parent_id} (cli-parent) and 2 tokens it created")
+    );
+    assert!(!works(cli_child).await);
+    let out = app.cli(&owner, &["tokens", "revoke", &cli_parent_id]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("token {cli_parent_id} (cli-parent) was already revoked")
+    );
+    let out = app
+        .cli(
+            &owner,
+            &["--output", "json", "tokens", "revoke", &cli_parent_id],
+        )
+        .await;
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["already_revoked"], true);
+    assert_eq!(json["revoked_descendants"], 0);
+
+    // Tokens created while their parent is revoked: each one is refused, or revoked with
+    // it; none outlives the revocation.
+    let (racer, racer_id) = issue(owner.clone(), "racer").await;
+    let raced = json!({ "name": "raced" });
+    let racer_path = format!("/api/v1/tokens/{racer_id}");
+    let creates =
+        (0..12).map(|_| app.call(Method::POST, "/api/v1/tokens", Some(&racer), Some(&raced)));
+    let revocation = app.call(Method::DELETE, &racer_path, Some(&owner), None);
+    let (answers, revoked) = tokio::join!(futures::future::join_all(creates), revocation);
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    let mut issued = 0;
+    for answer in answers {
+        if answer.status == StatusCode::CREATED {
+            issued += 1;
+            let token = answer.body["token"].as_str().unwrap().to_owned();
+            assert!(
+                !works(token).await,
+                "a token made during the revocation lives"
+            );
+        } else {
+            answer.assert_problem(StatusCode::UNAUTHORIZED, "unauthorized", "raced create");
+        }
+    }
+    assert_eq!(
+        revoked.body["revoked_descendants"], issued,
+        "{}",
+        revoked.body
+    );
 }
 
 /// `Idempotency-Key`: the same request with the same key is answered from the record
