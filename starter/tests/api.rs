@@ -1107,8 +1107,9 @@ async fn path_segments_are_checked_with_the_naming_rule() {
     let tenants = "/api/v1/organizations/acme/tenants";
     let long = "a".repeat(5000);
 
-    // (method, path, the refused segments with their decoded values and codes)
-    let cases: Vec<(Method, String, Vec<(&str, &str, &str)>)> = vec![
+    /// A refused segment: its parameter, its decoded value, the code.
+    type Refused<'a> = (&'a str, &'a str, &'a str);
+    let cases: Vec<(Method, String, Vec<Refused>)> = vec![
         (
             Method::GET,
             "/api/v1/organizations/ORGA/tenants".into(),
@@ -1146,7 +1147,7 @@ async fn path_segments_are_checked_with_the_naming_rule() {
         ),
         (
             Method::POST,
-            format!("/api/v1/organizations/1acme/tenants/-x/emails/welcome/resend"),
+            "/api/v1/organizations/1acme/tenants/-x/emails/welcome/resend".into(),
             vec![("org_id", "1acme", "pattern"), ("slug", "-x", "pattern")],
         ),
     ];
