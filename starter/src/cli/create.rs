@@ -11,7 +11,7 @@ use tenant_domain::{TenantRequest, validate};
 use tokio::time::Instant;
 
 use super::follow::{Followed, Goal, follow, provisioned};
-use super::output::print_json;
+use super::output::{eprintln_printable, print_json, println_printable};
 use super::{ApiClient, CreateArgs, Outcome, OutputFormat, report};
 use crate::api::tenants::{CreateTenantBody, TenantDetail, TenantResource};
 
@@ -26,9 +26,9 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
     };
     // Plans live on the server: any non-empty plan passes here and the API checks it.
     if let Err(errors) = validate(&request, &[args.plan.as_str()]) {
-        eprintln!("error: invalid request; nothing was sent");
+        eprintln_printable!("error: invalid request; nothing was sent");
         for field in errors {
-            eprintln!("  {}: {}", cli_flag(&field.field), field.message);
+            eprintln_printable!("  {}: {}", cli_flag(&field.field), field.message);
         }
         return Outcome::Failure;
     }
@@ -51,19 +51,21 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
 
     if args.no_wait {
         if fresh {
-            eprintln!("{}", accepted_line(&tenant));
+            eprintln_printable!("{}", accepted_line(&tenant));
         } else if in_progress(&tenant.state) {
-            eprintln!(
+            eprintln_printable!(
                 "✓ tenant {}/{} was already requested and is {}",
-                tenant.org, tenant.slug, tenant.state
+                tenant.org,
+                tenant.slug,
+                tenant.state
             );
         } else {
-            eprintln!("{}", exists_line(&tenant));
+            eprintln_printable!("{}", exists_line(&tenant));
         }
-        eprintln!("{workflow_line}");
+        eprintln_printable!("{workflow_line}");
         match format {
             OutputFormat::Json => print_json(&raw),
-            OutputFormat::Table => println!("{}", tenant.url),
+            OutputFormat::Table => println_printable!("{}", tenant.url),
         }
         return Outcome::Success;
     }
@@ -72,7 +74,7 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
     // tenant has settled is only reported. The feed's position is read before the state, so
     // a run that settles in between still shows its last events.
     let after = if fresh {
-        eprintln!("{}", accepted_line(&tenant));
+        eprintln_printable!("{}", accepted_line(&tenant));
         0
     } else {
         let now = async {
@@ -85,18 +87,20 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
             Err(err) => return report(err),
         };
         if !in_progress(&detail.tenant.state) {
-            eprintln!("{}", exists_line(&detail.tenant));
-            eprintln!("{workflow_line}");
+            eprintln_printable!("{}", exists_line(&detail.tenant));
+            eprintln_printable!("{workflow_line}");
             return already_settled(raw, detail, format);
         }
-        eprintln!(
+        eprintln_printable!(
             "✓ tenant {}/{} was already requested and is {}; following the run already in \
              progress",
-            tenant.org, tenant.slug, detail.tenant.state
+            tenant.org,
+            tenant.slug,
+            detail.tenant.state
         );
         after
     };
-    eprintln!("{workflow_line}");
+    eprintln_printable!("{workflow_line}");
 
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let goal = Goal::Provisioned {
@@ -110,7 +114,7 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
             ..
         }) => finish(reached, raw, detail, format),
         Ok(Followed::TimedOut) => {
-            eprintln!(
+            eprintln_printable!(
                 "… not settled after {} s; the saga carries on. {}",
                 args.timeout,
                 follow_hint(&args.org, &slug)
@@ -118,7 +122,7 @@ pub(super) async fn create(client: &ApiClient, args: CreateArgs, format: OutputF
             Outcome::TimedOut
         }
         Ok(Followed::Interrupted) => {
-            eprintln!(
+            eprintln_printable!(
                 "… stopped following; the saga carries on. {}",
                 follow_hint(&args.org, &slug)
             );
@@ -180,7 +184,9 @@ fn already_settled(raw: serde_json::Value, detail: TenantDetail, format: OutputF
     };
     match format {
         OutputFormat::Json => print_json(&raw),
-        OutputFormat::Table if outcome == Outcome::Success => println!("{}", detail.tenant.url),
+        OutputFormat::Table if outcome == Outcome::Success => {
+            println_printable!("{}", detail.tenant.url)
+        }
         OutputFormat::Table => {}
     }
     outcome
@@ -194,13 +200,15 @@ fn finish(
 ) -> Outcome {
     let tenant = &detail.tenant;
     let outcome = if reached {
-        eprintln!(
+        eprintln_printable!(
             "✓ tenant {}/{} is {}",
-            tenant.org, tenant.slug, tenant.state
+            tenant.org,
+            tenant.slug,
+            tenant.state
         );
         Outcome::Success
     } else {
-        eprintln!(
+        eprintln_printable!(
             "✗ tenant {}/{} is {}{}",
             tenant.org,
             tenant.slug,
@@ -211,7 +219,7 @@ fn finish(
     };
     match format {
         OutputFormat::Json => print_json(&raw),
-        OutputFormat::Table if outcome == Outcome::Success => println!("{}", tenant.url),
+        OutputFormat::Table if outcome == Outcome::Success => println_printable!("{}", tenant.url),
         OutputFormat::Table => {}
     }
     outcome

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::create::{failure_reason, follow_hint};
 use super::follow::{Followed, Goal, OPERATOR_EMAIL_FAILED, OPERATOR_EMAIL_SENT, follow};
-use super::output::print_json;
+use super::output::{eprintln_printable, print_json, println_printable};
 use super::{ActionArgs, ApiClient, Outcome, OutputFormat, report};
 use crate::api::tenants::TenantDetail;
 
@@ -71,13 +71,13 @@ pub(super) async fn run(
         }) => {
             let tenant = &detail.tenant;
             if reached {
-                eprintln!("✓ tenant {org}/{slug} is {state}");
+                eprintln_printable!("✓ tenant {org}/{slug} is {state}");
             } else {
-                eprintln!("✗ tenant {org}/{slug} is {state}{}", failure_reason(tenant));
+                eprintln_printable!("✗ tenant {org}/{slug} is {state}{}", failure_reason(tenant));
             }
             match format {
                 OutputFormat::Json => print_json(&raw),
-                OutputFormat::Table => println!("{org}/{slug} {state}"),
+                OutputFormat::Table => println_printable!("{org}/{slug} {state}"),
             }
             if reached {
                 Outcome::Success
@@ -86,7 +86,7 @@ pub(super) async fn run(
             }
         }
         Ok(Followed::TimedOut) => {
-            eprintln!(
+            eprintln_printable!(
                 "… not {} after {} s; the saga carries on. {}",
                 target(action),
                 args.timeout,
@@ -140,14 +140,16 @@ pub(super) async fn run_email(
                 matches!(e.kind.as_str(), OPERATOR_EMAIL_SENT | OPERATOR_EMAIL_FAILED)
             });
             if !answered {
-                eprintln!(
+                eprintln_printable!(
                     "✗ tenant {org}/{slug} is {state}: the {} was not carried out",
                     action.as_str()
                 );
             }
             match format {
                 OutputFormat::Json => print_json(&raw),
-                OutputFormat::Table => println!("{org}/{slug} {}", delivery_line(&detail, kind)),
+                OutputFormat::Table => {
+                    println_printable!("{org}/{slug} {}", delivery_line(&detail, kind))
+                }
             }
             if reached {
                 Outcome::Success
@@ -156,7 +158,7 @@ pub(super) async fn run_email(
             }
         }
         Ok(Followed::TimedOut) => {
-            eprintln!(
+            eprintln_printable!(
                 "… no outcome of the {} after {} s; the saga carries on. {}",
                 action.as_str(),
                 args.timeout,
@@ -170,7 +172,7 @@ pub(super) async fn run_email(
 }
 
 fn interrupted(org: &str, slug: &str) -> Outcome {
-    eprintln!(
+    eprintln_printable!(
         "… stopped following; the action carries on. {}",
         follow_hint(org, slug)
     );
@@ -209,13 +211,13 @@ async fn send(
         Ok(answer) => answer,
         Err(err) => return Some(report(err)),
     };
-    eprintln!("✓ {}", answer.answer);
+    eprintln_printable!("✓ {}", answer.answer);
     if !no_wait {
         return None;
     }
     match format {
         OutputFormat::Json => print_json(&raw),
-        OutputFormat::Table => println!("{}", answer.answer),
+        OutputFormat::Table => println_printable!("{}", answer.answer),
     }
     Some(Outcome::Success)
 }

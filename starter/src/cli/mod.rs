@@ -540,11 +540,12 @@ impl Cli {
 }
 
 /// Prints an error the way every command does: `error: <detail>`, then one line per field.
+/// The detail is the server's text, so it is made printable.
 fn report(err: ClientError) -> Outcome {
-    eprintln!("error: {err}");
+    output::eprintln_printable!("error: {err}");
     if let ClientError::Problem(problem) = &err {
         for field in &problem.errors {
-            eprintln!("  {}: {}", field.field, field.message);
+            output::eprintln_printable!("  {}: {}", field.field, field.message);
         }
     }
     Outcome::Failure

@@ -1,9 +1,60 @@
 //! What the read commands print: tables and event lines for people, the API's JSON for
 //! scripts. Only data goes to stdout.
+//!
+//! Every string in the human output may come from the server (tenant fields, event and error
+//! messages, an SMTP server's reply), so it passes through [`printable`] first: a hostile or
+//! broken server must not be able to colour, move or rewrite the operator's terminal. The
+//! JSON output is exact (JSON escapes control characters itself).
+
+use std::borrow::Cow;
 
 use crate::api::tenants::{EventView, TenantDetail, TenantResource};
 
 use super::{ApiClient, ClientError, OutputFormat};
+
+/// `text` made safe to show on a terminal as one line: control characters (ESC, CR, LF,
+/// tab, NUL, DEL, the C1 set) and the characters that reorder bidirectional text are
+/// written as visible escapes (`\u{1b}`, `\n`, `\u{202e}`), everything else as it is.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || reorders_text(c);
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            '\t' => shown.push_str("\\t"),
+            c if unsafe_char(c) => shown.extend(c.escape_unicode()),
+            c => shown.push(c),
+        }
+    }
+    Cow::Owned(shown)
+}
+
+/// The invisible marks and overrides that change the order text is displayed in, so a line
+/// could show something other than what it holds.
+fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `eprintln!` for lines that may hold server-provided text: the line goes through
+/// [`printable`].
+macro_rules! eprintln_printable {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::cli::output::printable(&format!($($arg)*)))
+    };
+}
+
+/// `println!` for human output that may hold server-provided text; see [`printable`].
+macro_rules! println_printable {
+    ($($arg:tt)*) => {
+        println!("{}", $crate::cli::output::printable(&format!($($arg)*)))
+    };
+}
+
+pub(super) use {eprintln_printable, println_printable};
 
 pub(super) fn print_json(value: &serde_json::Value) {
     println!(
@@ -13,8 +64,13 @@ pub(super) fn print_json(value: &serde_json::Value) {
 }
 
 /// One line per audit event, e.g. `✓ allocate_storage completed`,
-/// `… deploy started (attempt 1)`, `✗ deploy attempt 2 failed: socket not ready`.
+/// `… deploy started (attempt 1)`, `✗ deploy attempt 2 failed: socket not ready`; the
+/// event's own text is made [`printable`].
 pub fn event_line(event: &EventView) -> String {
+    printable(&raw_event_line(event)).into_owned()
+}
+
+fn raw_event_line(event: &EventView) -> String {
     let kind = event.kind.as_str();
     let outcome = if kind.ends_with("failed") || kind.ends_with("refused") {
         Some("failed")
@@ -110,7 +166,7 @@ fn print_detail(detail: &TenantDetail) {
         ));
     }
     for (key, value) in rows {
-        println!("{key:<12} {value}");
+        println_printable!("{key:<12} {value}");
     }
     if !detail.resources.is_empty() {
         println!("resources:");
@@ -119,9 +175,11 @@ fn print_detail(detail: &TenantDetail) {
                 Some(at) => format!("released {}", at.format("%Y-%m-%d %H:%M:%S")),
                 None => "live".to_owned(),
             };
-            println!(
+            println_printable!(
                 "  {:<10} {:<40} #{:<3} {released}",
-                r.kind, r.name, r.incarnation
+                r.kind,
+                r.name,
+                r.incarnation
             );
         }
     }
@@ -137,9 +195,12 @@ fn print_detail(detail: &TenantDetail) {
                 .as_deref()
                 .map(|e| format!("  {e}"))
                 .unwrap_or_default();
-            println!(
+            // The error is the SMTP server's reply: text from outside the platform.
+            println_printable!(
                 "  {:<11} {:<8} sends {:<3} {when}{error}",
-                email.kind, email.status, email.attempts
+                email.kind,
+                email.status,
+                email.attempts
             );
         }
     }
@@ -264,7 +325,7 @@ pub(super) async fn follow_events(
 /// Waits before reopening a live feed, longer after each failure in a row; says why once.
 async fn reconnect_pause(failures: &mut u32, why: &str) {
     if *failures == 0 {
-        eprintln!("… {why}; reconnecting");
+        eprintln_printable!("… {why}; reconnecting");
     }
     *failures += 1;
     let seconds = 1u64 << (*failures - 1).min(4);
@@ -287,11 +348,12 @@ const ACTOR_WIDTH: usize = 12;
 /// One row of `tenants events`: id, time, incarnation, who acted, what happened. Rows are
 /// printed as they arrive (`--follow`), so the columns have fixed widths.
 fn event_row(event: &EventView) -> String {
-    let actor = if event.actor.chars().count() > ACTOR_WIDTH {
-        let cut: String = event.actor.chars().take(ACTOR_WIDTH - 1).collect();
+    let actor = printable(&event.actor);
+    let actor = if actor.chars().count() > ACTOR_WIDTH {
+        let cut: String = actor.chars().take(ACTOR_WIDTH - 1).collect();
         format!("{cut}…")
     } else {
-        event.actor.clone()
+        actor.into_owned()
     };
     format!(
         "{:>6}  {}  #{}  {actor:<ACTOR_WIDTH$}  {}",
@@ -303,6 +365,11 @@ fn event_row(event: &EventView) -> String {
 }
 
 fn print_table(headers: &[&str], rows: Vec<Vec<String>>) {
+    // Escaped before measuring, so the columns line up with what is shown.
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|row| row.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -350,6 +417,53 @@ pub(super) fn test_event(
 mod tests {
     use super::test_event as event;
     use super::*;
+
+    #[test]
+    fn server_text_cannot_drive_the_terminal() {
+        assert!(matches!(
+            printable("plain text, ünïcode ✓"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("550 \u{1b}[31mred\u{1b}[0m\r\nrewritten\tline\0\u{7f}\u{9b}2J"),
+            "550 \\u{1b}[31mred\\u{1b}[0m\\r\\nrewritten\\tline\\u{0}\\u{7f}\\u{9b}2J"
+        );
+        // Right-to-left override: would display `txt.exe` as `exe.txt`.
+        assert_eq!(printable("a\u{202e}b\u{2066}"), "a\\u{202e}b\\u{2066}");
+        // Escaping twice changes nothing: the escapes are plain text.
+        let once = printable("x\u{1b}y").into_owned();
+        assert_eq!(printable(&once), once);
+    }
+
+    #[test]
+    fn event_output_escapes_what_the_server_sent() {
+        let mut hostile = event(
+            "operator_email_failed",
+            None,
+            None,
+            "welcome refused: 550 \u{1b}]0;owned\u{7}\u{1b}[2J",
+        );
+        hostile.actor = "al\u{1b}[8mice".into();
+        let line = event_line(&hostile);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(
+            line,
+            "✗ welcome refused: 550 \\u{1b}]0;owned\\u{7}\\u{1b}[2J"
+        );
+        let row = event_row(&hostile);
+        assert!(!row.chars().any(char::is_control), "{row:?}");
+        assert!(row.contains("al\\u{1b}[8m…"), "{row}");
+        let failed = event(
+            "phase_failed",
+            Some("deploy"),
+            Some(1),
+            "boom\nforged: ✓ tenant is active",
+        );
+        assert_eq!(
+            event_line(&failed),
+            "✗ deploy attempt 1 failed: boom\\nforged: ✓ tenant is active"
+        );
+    }
 
     #[test]
     fn event_rows_name_the_actor_in_a_narrow_column() {

@@ -5,7 +5,8 @@
 //! phase that shows, while the phase is retried, its attempt and the last error. Anywhere
 //! else (a pipe, a file, CI), or with `NO_COLOR` set or `TERM=dumb`: one plain line per
 //! audit event, exactly as `event_line` writes it, because scripts and tests read those
-//! lines. Only stderr is written here; data stays on stdout.
+//! lines. Only stderr is written here; data stays on stdout. Everything shown passes through
+//! `printable`: event messages and errors come from the server.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::output::event_line;
+use super::output::{event_line, printable};
 use crate::api::tenants::EventView;
 
 const TICK: Duration = Duration::from_millis(120);
@@ -46,7 +47,7 @@ impl Progress {
             bar.set_style(style);
         }
         let board = Board::default();
-        bar.set_message(board.running_line());
+        bar.set_message(printable(&board.running_line()).into_owned());
         bar.enable_steady_tick(TICK);
         Self {
             live: Some(Live { bar, board }),
@@ -61,17 +62,21 @@ impl Progress {
         };
         let before = live.board.running_what().map(str::to_owned);
         if let Some(line) = live.board.observe(event) {
-            live.bar.println(line);
+            live.bar.println(printable(&line));
         }
         // The clock on the right counts the time spent on the current step.
         if live.board.running_what() != before.as_deref() {
             live.bar.reset_elapsed();
         }
-        live.bar.set_message(live.board.running_line());
+        // The running line carries the last error, the server's text.
+        let running = printable(&live.board.running_line()).into_owned();
+        live.bar.set_message(running);
     }
 
-    /// A line about the follow itself (the live feed broke, polling instead).
+    /// A line about the follow itself (the live feed broke, polling instead); it may quote
+    /// the server's error.
     pub(super) fn note(&self, line: &str) {
+        let line = printable(line);
         match &self.live {
             Some(live) => live.bar.println(line),
             None => eprintln!("{line}"),
@@ -428,6 +433,30 @@ mod tests {
         assert_eq!(
             board.running_line(),
             "unwinding: releasing what was allocated, newest first"
+        );
+    }
+
+    #[test]
+    fn the_running_line_keeps_the_servers_error_printable() {
+        let mut board = Board::default();
+        board.observe(&event("phase_started", Some("deploy"), Some(1), ""));
+        let mut failed = event(
+            "phase_failed",
+            Some("deploy"),
+            Some(1),
+            "deploy attempt 1 failed: x; retrying",
+        );
+        failed.detail = Some(serde_json::json!({ "reason": "no\u{1b}[2Kway\r" }));
+        board.observe(&failed);
+        assert_eq!(
+            printable(&board.running_line()),
+            "deploy · attempt 2 · last error: no\\u{1b}[2Kway\\r"
+        );
+        // Lines the board keeps are event lines, escaped already.
+        let refused = event("email_failed", None, None, "welcome refused: 550 \u{1b}[5m");
+        assert_eq!(
+            board.observe(&refused).as_deref(),
+            Some("✗ welcome refused: 550 \\u{1b}[5m")
         );
     }
 
