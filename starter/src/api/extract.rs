@@ -248,6 +248,8 @@ impl JsonBody {
         let value: serde_json::Value =
             serde_json::from_slice(&self.0).map_err(|e| body_error(".".into(), e))?;
         // serde would also read a struct from an array, positionally; only objects are meant.
+        // Only the top level is checked: a struct nested in a body would still take an array.
+        // No body nests one today; checking every object position against the type would.
         if !value.is_object() {
             return Err(ApiError::field(
                 "body",
