@@ -695,7 +695,8 @@ async fn the_plan_quota_is_enforced() {
         "organisation acme already has 3 tenants on plan free, the most that plan allows per organisation"
     );
     // The quota counts the tenants on the plan asked for, not those on other plans.
-    let growth = json!({ "slug": "four", "plan": "growth", "first_admin_email": "admin@example.com" });
+    let growth =
+        json!({ "slug": "four", "plan": "growth", "first_admin_email": "admin@example.com" });
     assert_eq!(
         app.create("acme", &owner, growth).await.status,
         StatusCode::ACCEPTED

@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::output::print_json;
+use super::output::{eprintln_printable, print_json, println_printable};
 use super::{ClientError, Outcome, OutputFormat, report};
 use crate::api::Problem;
 use crate::api::tenants::PATH_SEGMENT;
@@ -97,7 +97,7 @@ async fn create(
     if let Err(errors) = check_token_request(&body) {
         eprintln!("error: invalid token request; nothing was sent");
         for field in errors {
-            eprintln!("  --{}: {}", field.field.replace('_', "-"), field.message);
+            eprintln_printable!("  --{}: {}", field.field.replace('_', "-"), field.message);
         }
         return Ok(Outcome::Failure);
     }
@@ -111,9 +111,10 @@ async fn create(
                 .expires_at
                 .map(|at| format!("expires {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
                 .unwrap_or_else(|| "never expires".to_owned());
-            eprintln!(
+            eprintln_printable!(
                 "token {} issued (id {}, {expires}); it is shown only this once",
-                created.name, created.id
+                created.name,
+                created.id
             );
         }
     }
@@ -139,7 +140,7 @@ async fn revoke(
         client.call::<(), _>(Method::DELETE, &path, None).await?;
     match format {
         OutputFormat::Json => print_json(&raw),
-        OutputFormat::Table => println!("{}", revocation_line(&revoked)),
+        OutputFormat::Table => println_printable!("{}", revocation_line(&revoked)),
     }
     Ok(Outcome::Success)
 }
@@ -196,7 +197,7 @@ fn print_tokens(tokens: &[TokenView]) {
             .zip(widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        println_printable!("{}", padded.join("  ").trim_end());
     };
     line(headers.to_vec());
     for row in &rows {
