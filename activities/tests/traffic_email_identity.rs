@@ -465,8 +465,8 @@ async fn the_three_welcome_emails_arrive_once_in_order() -> anyhow::Result<()> {
 }
 
 /// A 550 refusal is an outcome: recorded as `refused` with the server's answer, returned
-/// as not delivered, and not retried; an unreachable server is a transient error that
-/// records nothing.
+/// as not delivered, and not retried; an unreachable server is a transient error, shown as
+/// `failed` but not an outcome, so the next try sends.
 #[tokio::test]
 async fn a_refused_email_is_recorded_and_an_unreachable_server_is_retried() -> anyhow::Result<()> {
     let refusing = RefusingSmtp::start()?;
@@ -509,13 +509,18 @@ async fn a_refused_email_is_recorded_and_an_unreachable_server_is_retried() -> a
         .unwrap_err();
     assert!(matches!(err, StepError::Transient(_)), "{err:?}");
     assert!(!format!("{err:?}").contains(code.expose()));
-    let recorded: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM email_deliveries WHERE tenant_id = $1 AND kind = 'console_url'",
+    // Shown as failed with the transport's error, but not an outcome: the next try sends.
+    let (status, error): (String, Option<String>) = sqlx::query_as(
+        "SELECT status, error FROM email_deliveries WHERE tenant_id = $1 AND kind = 'console_url'",
     )
     .bind(spec.tenant_id())
     .fetch_one(db.store.pool())
     .await?;
-    assert_eq!(recorded, 0, "a transient failure is not an outcome");
+    assert_eq!(status, "failed");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("sending the console_url email"), "{error}");
+    assert!(!error.contains(code.expose()));
+    assert!(mailer.delivery(&spec, EmailKind::ConsoleUrl).await?.is_none());
     db.drop().await
 }
 
