@@ -894,7 +894,10 @@ async fn tenant_service_serves_and_a_second_copy_exits_3() {
     assert!(head.contains("x-tenant-id"), "{head}");
     assert_eq!(unix_get(&socket, "/healthz/live").await.unwrap().2, "ok");
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode, 0o660, "open to the edge's user and group, nobody else");
+    assert_eq!(
+        mode, 0o660,
+        "open to the edge's user and group, nobody else"
+    );
 
     // The second copy must give up on the lock before binding anything.
     let second_socket = dir.join("second.sock");

@@ -520,7 +520,12 @@ async fn a_refused_email_is_recorded_and_an_unreachable_server_is_retried() -> a
     let error = error.unwrap_or_default();
     assert!(error.contains("sending the console_url email"), "{error}");
     assert!(!error.contains(code.expose()));
-    assert!(mailer.delivery(&spec, EmailKind::ConsoleUrl).await?.is_none());
+    assert!(
+        mailer
+            .delivery(&spec, EmailKind::ConsoleUrl)
+            .await?
+            .is_none()
+    );
     db.drop().await
 }
 
