@@ -167,18 +167,7 @@ async fn lifecycle_actions_through_the_api_and_the_live_feed() -> anyhow::Result
         .filter(|f| f.event == "phase_completed")
         .filter_map(|f| f.data["phase"].as_str())
         .collect();
-    assert_eq!(
-        completed,
-        [
-            "validate",
-            "allocate_storage",
-            "allocate_identity",
-            "allocate_traffic",
-            "deploy",
-            "verify",
-            "mark_active"
-        ]
-    );
+    assert_eq!(completed, PROVISIONING_PHASES);
     let shown = stack.get_tenant("shop").await?;
     assert_eq!(shown.body["live"]["state"], "active", "{}", shown.body);
 

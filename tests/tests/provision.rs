@@ -10,7 +10,7 @@ use tenant_tests::{ProcessSignal, Stack, StackOptions};
 
 mod common;
 
-use common::{ACTIVE_WITHIN, events, live_workloads, wait_for_feed};
+use common::{ACTIVE_WITHIN, PROVISIONING_PHASES, events, live_workloads, wait_for_feed};
 
 /// A request becomes an active tenant whose host serves its workload over HTTPS, its first
 /// admin gets three emails in order, the audit feed shows every phase in order, and the
@@ -70,18 +70,7 @@ async fn request_becomes_an_active_tenant() -> anyhow::Result<()> {
         .filter(|e| e["kind"] == "phase_completed")
         .filter_map(|e| e["phase"].as_str())
         .collect();
-    assert_eq!(
-        completed,
-        [
-            "validate",
-            "allocate_storage",
-            "allocate_identity",
-            "allocate_traffic",
-            "deploy",
-            "verify",
-            "mark_active"
-        ]
-    );
+    assert_eq!(completed, PROVISIONING_PHASES);
     let kinds: Vec<&str> = feed.iter().filter_map(|e| e["kind"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"request_accepted"), "{kinds:?}");
     let active_at = feed

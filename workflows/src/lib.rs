@@ -13,6 +13,7 @@ use temporalio_common::{
     ActivityDefinition, RetryPolicy,
     data_converters::RawValue,
     error::{ActivityExecutionError, IncomingError},
+    protos::{ENCODING_PAYLOAD_KEY, JSON_ENCODING_VAL},
     search_attributes::SearchAttributeKey,
 };
 use temporalio_macros::{workflow, workflow_methods};
@@ -319,10 +320,10 @@ fn read_lifecycle_request(input: &RawValue) -> Result<LifecycleRequest, String> 
     };
     let encoding = payload
         .metadata
-        .get("encoding")
+        .get(ENCODING_PAYLOAD_KEY)
         .map(|e| String::from_utf8_lossy(e).into_owned())
         .unwrap_or_default();
-    if encoding != "json/plain" {
+    if encoding != JSON_ENCODING_VAL {
         return Err(format!(
             "its input is encoded as {encoding:?}, not JSON; {EXAMPLE}"
         ));

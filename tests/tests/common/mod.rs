@@ -11,6 +11,17 @@ use tenant_tests::Stack;
 
 pub const ACTIVE_WITHIN: Duration = Duration::from_secs(120);
 
+/// The phases a provisioning round completes, in order, up to `active`.
+pub const PROVISIONING_PHASES: [&str; 7] = [
+    "validate",
+    "allocate_storage",
+    "allocate_identity",
+    "allocate_traffic",
+    "deploy",
+    "verify",
+    "mark_active",
+];
+
 /// The tenant's audit feed, oldest first, across incarnations.
 pub async fn events(stack: &Stack, slug: &str) -> anyhow::Result<Vec<Value>> {
     let path = format!(
